@@ -1,0 +1,93 @@
+# DVC pipeline orchestrated by Prefect 3. `make` lists the targets.
+# Every target sets up what it needs (.venv, then the data), so on a fresh clone `make run-dvc`
+# alone works. Knobs: override per command, e.g. `make run-dvc FAIL_ONCE=1`.
+
+FAIL_ONCE ?= 0
+SHOW_METRICS ?= 1
+PARAMS ?= params.yaml
+# Server address: the defaults live in prefect.toml (host 127.0.0.1, port 4200); set these to
+# override them for the server and the client alike, e.g. `make prefect-start PREFECT_PORT=4300`
+# (pass the same to the run targets, or export it, to use that server).
+PREFECT_HOST ?=
+PREFECT_PORT ?=
+# The interpreter that builds .venv.
+PYTHON ?= python3
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATA := data/raw/iris.csv
+LOCK := .dvc/tmp/kit-pipeline.lock
+UV_VERSION := 0.13.9
+
+ifneq ($(PREFECT_HOST),)
+export PREFECT_SERVER_API_HOST := $(PREFECT_HOST)
+endif
+ifneq ($(PREFECT_PORT),)
+export PREFECT_SERVER_API_PORT := $(PREFECT_PORT)
+endif
+
+.DEFAULT_GOAL := help
+
+.PHONY: help  ## List the targets (this list)
+help:
+	@echo "Targets (knobs: FAIL_ONCE=1 SHOW_METRICS=0 PARAMS=path PREFECT_PORT=4300 PREFECT_HOST=...):"
+	@sed -n 's/^\.PHONY: \([a-z-]*\) *## \(.*\)/\1\t\2/p' $(MAKEFILE_LIST) | \
+		awk -F'\t' '{ printf "  %-16s %s\n", $$1, $$2 }'
+
+.PHONY: setup  ## Build .venv from requirements.txt (again only when requirements change)
+setup: $(STAMP)
+
+# A stamp file: the venv is rebuilt only when requirements.txt is newer. flock keeps two first
+# runs on a fresh clone from building it at once; the second finds it built and goes on.
+$(STAMP): requirements.txt
+	@flock $(VENV).lock sh -ec '\
+		[ "$@" -nt requirements.txt ] && exit 0; \
+		echo "Building $(VENV) from requirements.txt"; \
+		[ -x $(PY) ] || $(PYTHON) -m venv $(VENV); \
+		if command -v uv >/dev/null 2>&1 || $(PY) -m pip install -q uv==$(UV_VERSION); then \
+			UV=$$(command -v uv || echo $(VENV)/bin/uv); \
+			$$UV pip install -q --python $(PY) -r requirements.txt; \
+		else \
+			$(PY) -m pip install -q -r requirements.txt; \
+		fi; \
+		touch $@'
+
+.PHONY: lock  ## Re-pin requirements.txt from requirements.in
+lock: $(STAMP)
+	$(VENV)/bin/uv pip compile -q requirements.in -o requirements.txt --python $(PY) \
+		--custom-compile-command "make lock"
+
+.PHONY: data  ## Restore data/raw/iris.csv (dvc pull, else scikit-learn's copy, md5-checked)
+data: $(DATA)
+
+$(DATA): | $(STAMP)
+	@mkdir -p $(dir $(LOCK))
+	@flock $(LOCK) $(PY) scripts/get_data.py
+
+.PHONY: prefect-start  ## Start the Prefect server in the background (UI at http://127.0.0.1:4200)
+prefect-start: $(STAMP)
+	@$(PY) scripts/server.py start
+
+.PHONY: prefect-stop  ## Stop the Prefect server that prefect-start started
+prefect-stop: $(STAMP)
+	@$(PY) scripts/server.py stop
+
+.PHONY: prefect-status  ## Is the server up? URL, database, versions
+prefect-status: $(STAMP)
+	@$(PY) scripts/server.py status
+
+.PHONY: run-dvc  ## Option A: a Prefect flow runs `dvc repro` (FAIL_ONCE=1, SHOW_METRICS=0)
+run-dvc: $(DATA)
+	@$(PY) scripts/flow_dvc.py $(if $(filter 1,$(FAIL_ONCE)),--fail-once) \
+		$(if $(filter 0,$(SHOW_METRICS)),--no-show-metrics)
+
+.PHONY: test  ## Run the tests (each in its own temporary repo, Prefect home and server)
+test: $(STAMP)
+	$(PY) -m pytest --durations=10 $(PYTEST_ARGS)
+
+.PHONY: clean  ## Remove outputs and caches; keeps .venv, raw data, run history, tracked reports
+clean:
+	rm -rf data/processed models dvc_plots .dvc/cache/runs .dvc/tmp/exps .prefect/storage \
+		.pytest_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

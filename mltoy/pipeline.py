@@ -1,0 +1,169 @@
+"""The three stages of the toy pipeline: iris -> prepare -> train -> evaluate.
+
+Each stage is a pure core on values (`split`, `fit`, `score`) and a thin `stage_*` wrapper that
+reads and writes files. Every path comes in as an argument; nothing here knows DVC or Prefect.
+Outputs are written atomically, so a stage that fails or is killed leaves the last good ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import joblib
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from mltoy.params import Params, PreprocessParams, SplitParams, TrainParams
+
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+LABEL = "species"
+COLUMNS = [*FEATURES, LABEL]
+
+
+class DataError(ValueError):
+    """An input file is missing or malformed; the message is one line naming the file."""
+
+
+# --- pure cores -------------------------------------------------------------------------------
+
+
+def split(df: pd.DataFrame, p: SplitParams) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stratified train/test split, deterministic for a given random_state."""
+    train, test = train_test_split(
+        df, test_size=p.test_size, random_state=p.random_state, stratify=df[LABEL]
+    )
+    return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def fit(train: pd.DataFrame, pre: PreprocessParams, p: TrainParams) -> Pipeline:
+    steps = [("scale", StandardScaler())] if pre.standardize else []
+    steps.append(("clf", LogisticRegression(C=p.C, max_iter=p.max_iter)))
+    return Pipeline(steps).fit(train[FEATURES], train[LABEL])
+
+
+def score(model: Pipeline, test: pd.DataFrame) -> tuple[dict[str, float], pd.DataFrame]:
+    """Metrics and the per-row actual/predicted labels (for DVC's confusion-matrix plot)."""
+    predicted = model.predict(test[FEATURES])
+    metrics = {
+        "accuracy": float(accuracy_score(test[LABEL], predicted)),
+        "f1_macro": float(f1_score(test[LABEL], predicted, average="macro")),
+    }
+    return metrics, pd.DataFrame({"actual": test[LABEL], "predicted": predicted})
+
+
+# --- stages: thin file I/O around the cores ---------------------------------------------------
+
+
+def stage_prepare(raw_csv: Path, train_csv: Path, test_csv: Path, params: Params) -> None:
+    df = read_dataset(raw_csv)
+    _check_splittable(df, raw_csv, params.split)
+    train, test = split(df, params.split)
+    write_csv(train, train_csv)
+    write_csv(test, test_csv)
+
+
+def stage_train(train_csv: Path, model_path: Path, params: Params) -> None:
+    model = fit(read_dataset(train_csv), params.preprocess, params.train)
+    _write_atomic(model_path, lambda tmp: joblib.dump(model, tmp))
+
+
+def stage_evaluate(
+    test_csv: Path, model_path: Path, metrics_path: Path, predictions_path: Path
+) -> dict[str, float]:
+    test = read_dataset(test_csv)
+    try:
+        model = joblib.load(model_path)
+    except FileNotFoundError:
+        raise DataError(f"{model_path}: model not found; run the train stage first") from None
+    metrics, predictions = score(model, test)
+    write_csv(predictions, predictions_path)
+    _write_atomic(metrics_path, lambda tmp: Path(tmp).write_text(format_metrics(metrics)))
+    return metrics
+
+
+# --- file I/O ---------------------------------------------------------------------------------
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    """Stable formatting: same metrics, same bytes."""
+    return json.dumps(metrics, indent=2, sort_keys=True) + "\n"
+
+
+def read_dataset(path: Path) -> pd.DataFrame:
+    """Read an iris-shaped CSV and say clearly what is wrong with it, if anything."""
+    path = Path(path)
+    if not path.is_file():
+        hint = "; run `make data` to restore it" if path.name == "iris.csv" else ""
+        raise DataError(f"{path}: file not found{hint}")
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: file is empty") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path}: not a valid CSV: {str(exc).strip()}") from None
+    if list(df.columns) != COLUMNS:
+        missing = [c for c in COLUMNS if c not in df.columns]
+        unexpected = [c for c in df.columns if c not in COLUMNS]
+        detail = "; ".join(
+            part
+            for part in (
+                f"missing columns {missing}" if missing else "",
+                f"unexpected columns {unexpected}" if unexpected else "",
+            )
+            if part
+        )
+        raise DataError(f"{path}: expected columns {COLUMNS}: {detail or 'wrong order'}")
+    if df.empty:
+        raise DataError(f"{path}: no data rows")
+    for col in FEATURES:
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = values.isna()
+        if bad.any():
+            row = int(bad.idxmax()) + 2  # +1 for the header line, +1 for 1-based lines
+            raise DataError(
+                f"{path}: line {row}, column {col!r}: expected a number, got {df[col][bad.idxmax()]!r}"
+            )
+        df[col] = values.astype(float)
+    if df[LABEL].isna().any():
+        row = int(df[LABEL].isna().idxmax()) + 2
+        raise DataError(f"{path}: line {row}, column {LABEL!r}: missing label")
+    df[LABEL] = df[LABEL].astype(str)
+    return df
+
+
+def _check_splittable(df: pd.DataFrame, path: Path, p: SplitParams) -> None:
+    counts = df[LABEL].value_counts()
+    if len(counts) < 2:
+        raise DataError(f"{path}: column {LABEL!r} has a single class ({counts.index[0]!r}); need 2+")
+    n_test = int(-(-len(df) * p.test_size // 1))  # ceil, as scikit-learn rounds the test size
+    if counts.min() < 2 or n_test < len(counts) or len(df) - n_test < len(counts):
+        raise DataError(
+            f"{path}: too few rows ({len(df)}, smallest class {counts.min()}) for a stratified "
+            f"split with split.test_size={p.test_size} and {len(counts)} classes"
+        )
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> None:
+    _write_atomic(path, lambda tmp: df.to_csv(tmp, index=False, lineterminator="\n"))
+
+
+def _write_atomic(path: Path, write) -> None:
+    """Write to a temporary file beside `path`, then rename it over `path`.
+
+    The temporary name is fixed, so a run killed mid-write leaves at most one stray file, and
+    the next write of the same output replaces it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

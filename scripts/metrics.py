@@ -1,0 +1,75 @@
+"""Print the pipeline's metrics as a small table, with the change against git HEAD.
+
+    python scripts/metrics.py [PATH]      (default: reports/metrics.json)
+
+HEAD's copy is the baseline `dvc metrics diff` uses too. Both flows use this module for their
+"metrics summary" task.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+DEFAULT = Path("reports/metrics.json")
+
+
+def read_metrics(path: Path) -> dict[str, float]:
+    path = Path(path)
+    try:
+        return parse_metrics(path.read_text(encoding="utf-8"), str(path))
+    except FileNotFoundError:
+        raise SystemExit(f"error: {path}: no metrics file; run the pipeline first") from None
+
+
+def parse_metrics(text: str, source: str) -> dict[str, float]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"error: {source}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in data.values()
+    ):
+        raise SystemExit(f"error: {source}: expected a JSON object of numbers")
+    return data
+
+
+def committed_metrics(path: Path) -> dict[str, float] | None:
+    """The metrics file as committed at git HEAD, or None where there is no such version."""
+    path = Path(path).resolve()
+    try:
+        text = subprocess.run(
+            ["git", "show", f"HEAD:./{path.name}"],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return parse_metrics(text, f"HEAD:{path.name}")
+
+
+def format_table(values: dict[str, float], baseline: dict[str, float] | None = None) -> str:
+    """A fixed-width table: metric, value and, with a baseline, the change against it."""
+    head = f"{'metric':<10} {'value':>8}" + (f" {'vs HEAD':>9}" if baseline is not None else "")
+    rows = [head, "-" * len(head)]
+    for name, value in sorted(values.items()):
+        row = f"{name:<10} {value:>8.4f}"
+        if baseline is not None:
+            before = baseline.get(name)
+            row += f" {value - before:>+9.4f}" if before is not None else f" {'new':>9}"
+        rows.append(row)
+    return "\n".join(rows)
+
+
+def main(argv: list[str]) -> int:
+    path = Path(argv[0]) if argv else DEFAULT
+    print(format_table(read_metrics(path), committed_metrics(path)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
