@@ -41,7 +41,8 @@ def parse_params(data: object, source: str = "params") -> Params:
     try:
         return Params.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        # A typo shows as an unknown key plus a missing one: name the typo.
+        err = min(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
         key = ".".join(str(part) for part in err["loc"]) or "(top level)"
         got = "" if err["type"] == "missing" else f" (got {err['input']!r})"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""

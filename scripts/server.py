@@ -1,0 +1,170 @@
+"""Start, stop and inspect the project's Prefect server.
+
+    python scripts/server.py start|stop|status        (make prefect-start|prefect-stop|prefect-status)
+
+The server reads the same settings as the flows (prefect.toml, overridden by PREFECT_* variables),
+so the UI, the API and the runs agree on host, port and database. Unlike `prefect server start
+--background`, `start` keeps the server's output in a log file, waits until the server answers,
+and cleans up a pid file left by a server that was killed. The pid file is Prefect's own
+(`$PREFECT_HOME/server.pid`), so `prefect server stop` works on it too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import kit  # first: it moves to the project root, where Prefect reads prefect.toml
+from prefect.settings import get_current_settings
+
+START_TIMEOUT = 90  # a first start creates the database; later ones take a few seconds
+STOP_TIMEOUT = 20
+
+
+def home() -> Path:
+    return get_current_settings().home.resolve()
+
+
+def pid_file() -> Path:
+    return home() / "server.pid"
+
+
+def log_file() -> Path:
+    return home() / "server.log"
+
+
+def ui_url() -> str:
+    return kit.server_api_url().removesuffix("/api")
+
+
+def database() -> str:
+    url = get_current_settings().server.database.connection_url
+    text = url.get_secret_value() if url else f"sqlite+aiosqlite:///{home()}/prefect.db"
+    if text.startswith("sqlite"):
+        return str(Path(text.split("///", 1)[-1]).resolve())
+    return text.split("@")[-1]  # no credentials in the output
+
+
+def our_server_pid() -> int | None:
+    """The pid in the pid file, if that process is alive and is a Prefect server; else None,
+    after removing a pid file that a killed server left behind."""
+    path = pid_file()
+    try:
+        pid = int(path.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        cmdline = []
+    if b"prefect" in b" ".join(cmdline) and b"server" in cmdline and b"start" in cmdline:
+        return pid
+    if path.exists():
+        path.unlink()
+        print(f"Removed a stale pid file ({path}): its server is gone.")
+    return None
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def start() -> int:
+    api = get_current_settings().server.api
+    pid = our_server_pid()
+    if pid and kit.server_answers(kit.server_api_url()):
+        print(f"Prefect server already running (pid {pid}): {ui_url()}  (log: {log_file()})")
+        return 0
+    if pid:
+        print(f"error: the server (pid {pid}) is not answering at {ui_url()}; see {log_file()}, "
+              "or `make prefect-stop` and start again", file=sys.stderr)
+        return 1
+    if not port_is_free(api.host, api.port):
+        print(f"error: port {api.port} on {api.host} is in use by another program; pick another "
+              f"port: make prefect-start PREFECT_PORT={api.port + 100}", file=sys.stderr)
+        return 1
+    home().mkdir(parents=True, exist_ok=True)
+    with open(log_file(), "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # it outlives this command, and Ctrl-C in this shell
+        )
+    pid_file().write_text(f"{proc.pid}\n")
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if kit.server_answers(kit.server_api_url(), timeout=1):
+            print(f"Prefect server running (pid {proc.pid}): {ui_url()}  (log: {log_file()})")
+            return 0
+        if proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    # No half-started state: stop what we started and say why.
+    _terminate(proc.pid)
+    pid_file().unlink(missing_ok=True)
+    tail = log_file().read_text(errors="replace").splitlines()[-5:]
+    print(f"error: the server did not come up within {START_TIMEOUT} s; the end of {log_file()}:",
+          *tail, sep="\n  ", file=sys.stderr)
+    return 1
+
+
+def _terminate(pid: int) -> None:
+    """SIGTERM the server's process group (it is its leader), then SIGKILL if it lingers."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while time.monotonic() < deadline:
+            os.killpg(pid, 0)
+            time.sleep(0.2)
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:  # reap it when it is our child (the start that failed)
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def stop() -> int:
+    pid = our_server_pid()
+    if pid is None:
+        print("No Prefect server started by the kit is running.")
+        return 0
+    _terminate(pid)
+    pid_file().unlink(missing_ok=True)
+    print(f"Stopped the Prefect server (pid {pid}); port {get_current_settings().server.api.port} is free.")
+    return 0
+
+
+def status() -> int:
+    pid = our_server_pid()
+    up = kit.server_answers(kit.server_api_url())
+    state = f"up (pid {pid})" if up and pid else "up (not started by the kit)" if up else "down"
+    rows = {
+        "server": state,
+        "UI": ui_url(),
+        "API": kit.server_api_url(),
+        "database": database(),
+        "log": str(log_file()),
+        "versions": f"prefect {metadata.version('prefect')}, dvc {metadata.version('dvc')}, "
+        f"python {sys.version.split()[0]}",
+    }
+    for key, value in rows.items():
+        print(f"{key:<9} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    commands = {"start": start, "stop": stop, "status": status}
+    if len(sys.argv) != 2 or sys.argv[1] not in commands:
+        sys.exit(f"usage: python scripts/server.py {'|'.join(commands)}")
+    sys.exit(commands[sys.argv[1]]())

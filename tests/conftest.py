@@ -1,0 +1,134 @@
+"""Fixtures: every pipeline test works in its own temporary copy of the kit (its own git and DVC
+repo, DVC site cache and Prefect home), and all of them share one Prefect server started for the
+session on a free port with a temporary home. Nothing touches the working tree, `~`, or a server
+a user started."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+RUN_TIMEOUT = 300
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kit_env(home: Path, port: int, **extra: str) -> dict[str, str]:
+    """The environment a user's shell would have, with the kit's Prefect home and port overridden
+    the way prefect.toml allows (environment variables), and nothing leaking in from ours."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DVC_"))}
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_API_PORT=str(port),
+        PATH=f"{Path(PY).parent}{os.pathsep}{env['PATH']}",
+        HOME=str(home.parent / "user-home"),  # a stray write to ~ lands in the test's folder
+        GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
+        GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com",
+        COLUMNS="200",  # Prefect's console handler wraps long lines at the terminal's width
+        **extra,
+    )
+    return env
+
+
+@dataclass
+class Repo:
+    """A temporary copy of the kit: its own git + DVC repository."""
+
+    path: Path
+    env: dict[str, str]
+    runs: list[subprocess.CompletedProcess] = field(default_factory=list)
+
+    def run(self, *args: str, check: bool = True, timeout: float = RUN_TIMEOUT, **kw) -> subprocess.CompletedProcess:
+        """Run a command in the repo; stdout and stderr are merged, as a user sees them."""
+        proc = subprocess.run(
+            args, cwd=self.path, env=kw.pop("env", self.env), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, timeout=timeout, **kw,
+        )
+        self.runs.append(proc)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-4000:]}")
+        return proc
+
+    def py(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.run(PY, *args, **kw)
+
+    def read(self, rel: str) -> bytes:
+        return (self.path / rel).read_bytes()
+
+    def set_param(self, dotted: str, value: object) -> None:
+        import yaml
+
+        params = yaml.safe_load((self.path / "params.yaml").read_text())
+        section, key = dotted.split(".")
+        params[section][key] = value
+        (self.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def tracked_changes(self) -> str:
+        return self.run("git", "status", "--porcelain", "--untracked-files=no").stdout
+
+
+def copy_kit(dest: Path) -> None:
+    """Copy what git tracks (plus uncommitted edits to tracked files): what a clone would have."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")
+    for rel in filter(None, files):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory) -> dict[str, str]:
+    """One Prefect server for the whole session: temporary home, free port, started the kit's way
+    (scripts/server.py, reading the copy's prefect.toml with the home and port overridden)."""
+    base = tmp_path_factory.mktemp("server")
+    copy_kit(base / "kit")
+    env = kit_env(base / "prefect-home", free_port())
+    start = subprocess.run(
+        [PY, "scripts/server.py", "start"], cwd=base / "kit", env=env,
+        capture_output=True, text=True, timeout=180,
+    )
+    assert start.returncode == 0, start.stdout + start.stderr
+    yield env
+    subprocess.run([PY, "scripts/server.py", "stop"], cwd=base / "kit", env=env, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory, prefect_server) -> Path:
+    """A fresh clone with its data restored (as `make data` does), committed: copied per test."""
+    path = tmp_path_factory.mktemp("template") / "kit"
+    copy_kit(path)
+    repo = Repo(path, dict(prefect_server))
+    repo.py("-m", "dvc", "config", "--local", "core.site_cache_dir", str(path.parent / "dvc-site"))
+    repo.run("git", "init", "-q", "-b", "main")
+    repo.run("git", "add", "-A")
+    repo.run("git", "commit", "-q", "-m", "kit")
+    repo.py("scripts/get_data.py")
+    return path
+
+
+@pytest.fixture
+def repo(tmp_path, template, prefect_server) -> Repo:
+    path = tmp_path / "kit"
+    shutil.copytree(template, path, symlinks=True)
+    # DVC writes a per-repo cache under /var/tmp/dvc unless told otherwise: keep it in the test.
+    env = dict(prefect_server, PREFECT_HOME=str(tmp_path / "prefect-home"))
+    r = Repo(path, env)
+    r.py("-m", "dvc", "config", "--local", "core.site_cache_dir", str(tmp_path / "dvc-site"))
+    return r
