@@ -126,6 +126,9 @@ def pipeline_lock(repo: Path, what: str) -> Iterator[None]:
 @task(name="metrics summary")
 def metrics_summary(metrics_path: Path, show: bool = True) -> dict[str, float]:
     """Log the run's metrics (`Metrics: {...}`) and print them as a table."""
+    if not metrics_path.is_file():  # a repository given with --repo may keep none there
+        get_run_logger().warning("No metrics file at %s", metrics_path)
+        return {}
     values = metrics.read_metrics(metrics_path)
     if show:
         get_run_logger().info("Metrics: %s", json.dumps(values))

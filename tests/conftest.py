@@ -54,7 +54,7 @@ class Repo:
     def run(self, *args: str, check: bool = True, timeout: float = RUN_TIMEOUT, **kw) -> subprocess.CompletedProcess:
         """Run a command in the repo; stdout and stderr are merged, as a user sees them."""
         proc = subprocess.run(
-            args, cwd=self.path, env=kw.pop("env", self.env), stdout=subprocess.PIPE,
+            args, cwd=kw.pop("cwd", self.path), env=kw.pop("env", self.env), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, timeout=timeout, **kw,
         )
         self.runs.append(proc)
@@ -123,12 +123,32 @@ def template(tmp_path_factory, prefect_server) -> Path:
     return path
 
 
-@pytest.fixture
-def repo(tmp_path, template, prefect_server) -> Repo:
-    path = tmp_path / "kit"
+@pytest.fixture(scope="session")
+def built_template(tmp_path_factory, template, prefect_server) -> Path:
+    """The template after one `dvc repro`: every stage up to date, outputs in DVC's cache."""
+    path = tmp_path_factory.mktemp("built") / "kit"
     shutil.copytree(template, path, symlinks=True)
+    Repo(path, dict(prefect_server)).py("-m", "dvc", "repro", "-q")
+    return path
+
+
+def _repo(tmp_path: Path, source: Path, server_env: dict[str, str]) -> Repo:
+    path = tmp_path / "kit"
+    shutil.copytree(source, path, symlinks=True)
     # DVC writes a per-repo cache under /var/tmp/dvc unless told otherwise: keep it in the test.
-    env = dict(prefect_server, PREFECT_HOME=str(tmp_path / "prefect-home"))
+    env = dict(server_env, PREFECT_HOME=str(tmp_path / "prefect-home"))
     r = Repo(path, env)
     r.py("-m", "dvc", "config", "--local", "core.site_cache_dir", str(tmp_path / "dvc-site"))
     return r
+
+
+@pytest.fixture
+def repo(tmp_path, template, prefect_server) -> Repo:
+    """A fresh clone with its data: nothing built yet."""
+    return _repo(tmp_path, template, prefect_server)
+
+
+@pytest.fixture
+def built_repo(tmp_path, built_template, prefect_server) -> Repo:
+    """A clone where the pipeline has run: `dvc repro` has nothing to do."""
+    return _repo(tmp_path, built_template, prefect_server)

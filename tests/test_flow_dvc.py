@@ -1,0 +1,113 @@
+"""Option A end to end: a real Prefect server, a real DVC repo, `python scripts/flow_dvc.py`."""
+
+from __future__ import annotations
+
+import json
+import re
+
+STAGES = ("prepare", "train", "evaluate")
+OUTPUTS = (
+    "data/processed/train.csv",
+    "data/processed/test.csv",
+    "models/model.joblib",
+    "reports/metrics.json",
+    "reports/predictions.csv",
+)
+
+
+def flow_run_id(output: str) -> str:
+    match = re.search(r"View at http://127\.0\.0\.1:\d+/runs/flow-run/([0-9a-f-]{36})", output)
+    assert match, f"no 'View at' link in:\n{output}"
+    return match.group(1)
+
+
+def ran(output: str) -> set[str]:
+    return {s for s in STAGES if f"Running stage '{s}'" in output}
+
+
+def skipped(output: str) -> set[str]:
+    return {s for s in STAGES if f"Stage '{s}' didn't change, skipping" in output}
+
+
+def test_first_run_then_no_change_then_params_change(repo):
+    first = repo.py("scripts/flow_dvc.py").stdout
+    assert "Beginning flow run" in first and "for flow 'Prefect operates DVC pipeline'" in first
+    assert "Running: dvc repro" in first and f"CWD: {repo.path}" in first
+    # A fresh clone has no cached outputs: prepare and train run. evaluate's outputs are committed
+    # (DVC metrics and plots are tracked by git) and match dvc.lock, so DVC skips it.
+    assert ran(first) == {"prepare", "train"} and skipped(first) == {"evaluate"}
+    assert re.search(r"Task run 'dvc repro-\w+' - Finished in state Completed\(\)", first)
+    metrics = json.loads(repo.read("reports/metrics.json"))
+    assert f"Metrics: {json.dumps(metrics)}" in first
+    assert "Flow run" in first and first.rstrip().endswith("Finished in state Completed()")
+    # The committed dvc.lock and reports are what this machine computes: nothing tracked changes.
+    assert repo.tracked_changes() == ""
+    before = {p: repo.read(p) for p in OUTPUTS}
+
+    second = repo.py("scripts/flow_dvc.py").stdout
+    assert skipped(second) == set(STAGES) and ran(second) == set()
+    assert "Data and pipelines are up to date." in second
+    assert flow_run_id(second) != flow_run_id(first)  # a new flow run all the same
+    assert {p: repo.read(p) for p in OUTPUTS} == before
+
+    repo.set_param("split.test_size", 0.25)
+    third = repo.py("scripts/flow_dvc.py").stdout
+    assert ran(third) == set(STAGES)
+    assert repo.read("data/processed/test.csv") != before["data/processed/test.csv"]
+    assert "split.test_size: 0.25" in repo.read("dvc.lock").decode()
+
+
+def test_dvc_output_is_streamed_into_the_task_log(repo):
+    """Each DVC line is logged when DVC prints it, not at the end: "Running stage 'train'" is
+    logged a whole stage (a Python start and scikit-learn's import) after 'prepare'."""
+    out = repo.py("scripts/flow_dvc.py").stdout
+    stamps = {}
+    for line in out.splitlines():
+        if m := re.search(r"^(\d\d):(\d\d):(\d\d\.\d+) .*Task run 'dvc repro-\w+' - Running stage '(\w+)'", line):
+            h, mi, sec, stage = m.groups()
+            stamps[stage] = int(h) * 3600 + int(mi) * 60 + float(sec)
+    assert set(stamps) == {"prepare", "train"}
+    assert stamps["train"] - stamps["prepare"] > 0.3
+
+
+def test_fail_once_shows_a_failed_attempt_then_the_retry(built_repo):
+    for _ in range(2):  # every run shows it again: no marker file left behind
+        out = built_repo.py("scripts/flow_dvc.py", "--fail-once", "--no-show-metrics").stdout
+        assert "RuntimeError('Intentional one-time failure to demonstrate retries.')" in out
+        assert "Retry 1/1 will start 2 second(s) from now" in out
+        assert out.index("Retry 1/1") < out.index("Running: dvc repro")
+        assert re.search(r"Task run 'dvc repro-\w+' - Finished in state Completed\(\)", out)
+        # --no-show-metrics: no log line and no table (the task still runs, to publish them)
+        assert "Metrics:" not in out and "f1_macro" not in out
+
+
+def test_a_failing_stage_fails_the_run_with_dvcs_exit_code_and_is_not_retried(repo):
+    (repo.path / "mltoy" / "pipeline.py").write_text(
+        repo.read("mltoy/pipeline.py").decode().replace(
+            "    df = read_dataset(raw_csv)\n", "    raise ZeroDivisionError('boom in prepare')\n", 1
+        )
+    )
+    proc = repo.py("scripts/flow_dvc.py", check=False)
+    assert proc.returncode == 255  # DVC's own exit code for a failed stage
+    assert "ZeroDivisionError: boom in prepare" in proc.stdout
+    assert "dvc repro exited with code 255; its last lines:" in proc.stdout
+    assert "Retry 1/1" not in proc.stdout
+    assert "Finished in state Failed" in proc.stdout
+
+
+def test_repo_flag_runs_any_dvc_repository_from_any_folder(repo, tmp_path):
+    other = tmp_path / "other-project"
+    other.mkdir()
+    repo.run("git", "init", "-q", cwd=other)
+    repo.py("-m", "dvc", "init", "-q", cwd=other)
+    repo.py("-m", "dvc", "config", "--local", "core.site_cache_dir", str(tmp_path / "dvc-site"), cwd=other)
+    (other / "dvc.yaml").write_text(
+        "stages:\n  hello:\n    cmd: python -c \"open('out.txt', 'w').write('hi')\"\n    outs: [out.txt]\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = repo.py(str(repo.path / "scripts" / "flow_dvc.py"), "--repo", "../other-project", cwd=elsewhere).stdout
+    assert f"CWD: {other}" in out and "Running stage 'hello'" in out
+    assert (other / "out.txt").read_text() == "hi"
+    assert f"No metrics file at {other}/reports/metrics.json" in out
+    assert out.rstrip().endswith("Finished in state Completed()")
