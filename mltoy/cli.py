@@ -15,27 +15,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mltoy.cli", description=__doc__)
     stages = parser.add_subparsers(dest="stage", required=True)
 
-    def stage(name: str, *paths: str) -> None:
+    def stage(name: str, **paths: str) -> None:
+        """A subcommand whose --FLAG options land in the stage function's PATH arguments."""
         sub = stages.add_parser(name)
-        for flag in paths:
-            sub.add_argument(f"--{flag}", type=Path, required=True)
+        for flag, dest in paths.items():
+            sub.add_argument(f"--{flag}", dest=dest, type=Path, required=True)
         sub.add_argument("--params", type=Path, default=Path("params.yaml"))
 
-    stage("prepare", "raw", "train", "test")
-    stage("train", "train", "model")
-    stage("evaluate", "test", "model", "metrics", "predictions")
+    stage("prepare", raw="raw_csv", train="train_csv", test="test_csv")
+    stage("train", train="train_csv", model="model_path")
+    stage("evaluate", test="test_csv", model="model_path", metrics="metrics_path", predictions="predictions_path")
     return parser
+
+
+def stage_paths(args: argparse.Namespace) -> dict[str, Path]:
+    """The stage function's path arguments, by name, from parsed arguments."""
+    return {k: v for k, v in vars(args).items() if k not in ("stage", "params")}
 
 
 def run(args: argparse.Namespace) -> None:
     """Run the stage that `args` (parsed by build_parser) names."""
     params = load_params(args.params)  # every stage validates the whole file: one schema
+    paths = stage_paths(args)
     if args.stage == "prepare":
-        pipeline.stage_prepare(args.raw, args.train, args.test, params)
+        pipeline.stage_prepare(**paths, params=params)
     elif args.stage == "train":
-        pipeline.stage_train(args.train, args.model, params)
+        pipeline.stage_train(**paths, params=params)
     else:
-        pipeline.stage_evaluate(args.test, args.model, args.metrics, args.predictions)
+        pipeline.stage_evaluate(**paths)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
