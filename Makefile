@@ -77,9 +77,18 @@ prefect-stop: $(STAMP)
 prefect-status: $(STAMP)
 	@$(PY) scripts/server.py status
 
+.PHONY: doctor  ## What to look at when something is off: settings and sources, server, data, dvc status
+doctor: $(STAMP)
+	@$(PY) scripts/server.py doctor
+
 .PHONY: run-dvc  ## Option A: a Prefect flow runs `dvc repro` (FAIL_ONCE=1, SHOW_METRICS=0)
 run-dvc: $(DATA)
 	@$(PY) scripts/flow_dvc.py $(if $(filter 1,$(FAIL_ONCE)),--fail-once) \
+		$(if $(filter 0,$(SHOW_METRICS)),--no-show-metrics)
+
+.PHONY: run-stages  ## Option B: Prefect runs the stages itself, cached (PARAMS=, FAIL_ONCE=1, SHOW_METRICS=0)
+run-stages: $(DATA)
+	@$(PY) scripts/flow_stages.py --params $(PARAMS) $(if $(filter 1,$(FAIL_ONCE)),--fail-once) \
 		$(if $(filter 0,$(SHOW_METRICS)),--no-show-metrics)
 
 .PHONY: test  ## Run the tests (each in its own temporary repo, Prefect home and server)
