@@ -133,6 +133,7 @@ def built_template(tmp_path_factory, template, prefect_server) -> Path:
 
 
 def _repo(tmp_path: Path, source: Path, server_env: dict[str, str]) -> Repo:
+    tmp_path.mkdir(exist_ok=True)
     path = tmp_path / "kit"
     shutil.copytree(source, path, symlinks=True)
     # DVC writes a per-repo cache under /var/tmp/dvc unless told otherwise: keep it in the test.
@@ -152,3 +153,13 @@ def repo(tmp_path, template, prefect_server) -> Repo:
 def built_repo(tmp_path, built_template, prefect_server) -> Repo:
     """A clone where the pipeline has run: `dvc repro` has nothing to do."""
     return _repo(tmp_path, built_template, prefect_server)
+
+
+@pytest.fixture
+def make_repo(tmp_path, template, built_template, prefect_server):
+    """More than one copy in a test: make_repo("a"), make_repo("b", built=True)."""
+
+    def make(name: str, built: bool = False) -> Repo:
+        return _repo(tmp_path / name, built_template if built else template, prefect_server)
+
+    return make
