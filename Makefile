@@ -5,11 +5,15 @@
 FAIL_ONCE ?= 0
 SHOW_METRICS ?= 1
 PARAMS ?= params.yaml
+BENCH_RUNS ?= 3
 # Server address: the defaults live in prefect.toml (host 127.0.0.1, port 4200); set these to
 # override them for the server and the client alike, e.g. `make prefect-start PREFECT_PORT=4300`
 # (pass the same to the run targets, or export it, to use that server).
 PREFECT_HOST ?=
 PREFECT_PORT ?=
+# Optional basic auth, user:pass: the server asks for it (its health check excepted) and the
+# client sends it. Pass the same to prefect-start and the run targets, or export it.
+PREFECT_AUTH ?=
 # The interpreter that builds .venv.
 PYTHON ?= python3
 
@@ -90,6 +94,10 @@ run-dvc: $(DATA)
 run-stages: $(DATA)
 	@$(PY) scripts/flow_stages.py --params $(PARAMS) $(if $(filter 1,$(FAIL_ONCE)),--fail-once) \
 		$(if $(filter 0,$(SHOW_METRICS)),--no-show-metrics)
+
+.PHONY: bench  ## Time dvc repro, run-dvc and run-stages side by side (BENCH_RUNS=3); reports/bench.json
+bench: $(DATA)
+	@$(PY) benchmarks/bench.py --runs $(BENCH_RUNS)
 
 .PHONY: test  ## Run the tests (each in its own temporary repo, Prefect home and server)
 test: $(STAMP)
