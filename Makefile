@@ -30,6 +30,10 @@ endif
 ifneq ($(PREFECT_PORT),)
 export PREFECT_SERVER_API_PORT := $(PREFECT_PORT)
 endif
+ifneq ($(PREFECT_AUTH),)
+export PREFECT_SERVER_API_AUTH_STRING := $(PREFECT_AUTH)
+export PREFECT_API_AUTH_STRING := $(PREFECT_AUTH)
+endif
 
 .DEFAULT_GOAL := help
 

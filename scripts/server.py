@@ -1,24 +1,32 @@
 """Start, stop and inspect the project's Prefect server.
 
-    python scripts/server.py start|stop|status        (make prefect-start|prefect-stop|prefect-status)
+    python scripts/server.py start|stop|status|doctor  (make prefect-start|prefect-stop|prefect-status|doctor)
 
 The server reads the same settings as the flows (prefect.toml, overridden by PREFECT_* variables),
 so the UI, the API and the runs agree on host, port and database. Unlike `prefect server start
 --background`, `start` keeps the server's output in a log file, waits until the server answers,
 and cleans up a pid file left by a server that was killed. The pid file is Prefect's own
-(`$PREFECT_HOME/server.pid`), so `prefect server stop` works on it too.
+(`$PREFECT_HOME/server.pid`), so `prefect server stop` works on it too. `doctor` reports, without
+changing anything, what to look at when something is off.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from importlib import metadata
 from pathlib import Path
+
+import yaml
 
 import kit  # first: it moves to the project root, where Prefect reads prefect.toml
 from prefect.settings import get_current_settings
@@ -51,9 +59,9 @@ def database() -> str:
     return text.split("@")[-1]  # no credentials in the output
 
 
-def our_server_pid() -> int | None:
+def our_server_pid(clean: bool = True) -> int | None:
     """The pid in the pid file, if that process is alive and is a Prefect server; else None,
-    after removing a pid file that a killed server left behind."""
+    after removing (with `clean`) a pid file that a killed server left behind."""
     path = pid_file()
     try:
         pid = int(path.read_text().strip())
@@ -62,7 +70,7 @@ def our_server_pid() -> int | None:
         cmdline = []
     if b"prefect" in b" ".join(cmdline) and b"server" in cmdline and b"start" in cmdline:
         return pid
-    if path.exists():
+    if clean and path.exists():
         path.unlink()
         print(f"Removed a stale pid file ({path}): its server is gone.")
     return None
@@ -155,16 +163,141 @@ def status() -> int:
         "API": kit.server_api_url(),
         "database": database(),
         "log": str(log_file()),
-        "versions": f"prefect {metadata.version('prefect')}, dvc {metadata.version('dvc')}, "
-        f"python {sys.version.split()[0]}",
+        "versions": versions(),
     }
     for key, value in rows.items():
         print(f"{key:<9} {value}")
     return 0
 
 
+def versions() -> str:
+    return f"prefect {metadata.version('prefect')}, dvc {metadata.version('dvc')}, python {sys.version.split()[0]}"
+
+
+# --- doctor -----------------------------------------------------------------------------------
+
+RAW = Path("data/raw/iris.csv")
+
+
+def _spawn(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _api_get(url: str) -> object:
+    """GET a JSON answer from the API with this shell's credentials, if any."""
+    request = urllib.request.Request(url)
+    if auth := get_current_settings().api.auth_string:
+        token = base64.b64encode(auth.get_secret_value().encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=kit.PROBE_SECONDS) as resp:
+        return json.load(resp)
+
+
+def _server_lines() -> tuple[list[str], bool]:
+    """Whether the server answers, accepts this shell's credentials and serves this project's
+    Prefect home; (line, is_a_problem)."""
+    chosen = get_current_settings().api.url
+    url = chosen or kit.server_api_url()
+    where = url.removesuffix("/api")
+    if not kit.server_answers(url):
+        if chosen:
+            return [f"down at {where}, and PREFECT_API_URL points there: runs stop with an error"], True
+        stale = f"; {pid_file()} is stale, the next start removes it" if pid_file().exists() else ""
+        return [f"down at {where}: runs use a temporary server on the database below{stale}"], False
+    pid = our_server_pid(clean=False)
+    up = f"up at {where} (pid {pid}, started by the kit)" if pid else (
+        f"up at {where} (not started by the kit: no live pid in {pid_file()})")
+    # /health needs no credentials; the rest of the API does when the server has PREFECT_AUTH set.
+    try:
+        version = _api_get(f"{url}/admin/version")
+        served_home = Path(_api_get(f"{url}/admin/settings")["home"]).resolve()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            return [up, "problem: it refuses this shell's credentials (401): pass the "
+                    "PREFECT_AUTH=user:pass it was started with"], True
+        return [up, f"problem: its API answered {exc.code} ({exc.url})"], True
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [up, f"problem: its API did not answer as expected: {exc}"], True
+    up += f", Prefect {version}"
+    if served_home != home():
+        return [up, f"problem: it serves another Prefect home, {served_home}: runs from here land in "
+                f"its database, not in {home()}"], True
+    return [up], False
+
+
+def _data_line() -> tuple[str, bool]:
+    record = RAW.with_name(RAW.name + ".dvc")
+    if not RAW.is_file():
+        return f"problem: {RAW} missing: `make data` restores it", True
+    expected = yaml.safe_load(record.read_text())["outs"][0]["md5"]
+    actual = hashlib.md5(RAW.read_bytes()).hexdigest()
+    if actual != expected:
+        return f"problem: {RAW} has md5 {actual}, not the {expected} recorded in {record}", True
+    return f"{RAW} present, md5 {actual} matches {record}", False
+
+
+def doctor() -> int:
+    """Settings and where each comes from, the server, the database, versions, the data and
+    `dvc status`: read-only, and 0 unless a check finds a problem."""
+    # The separate programs are the slow part: run them side by side while the rest is checked.
+    prefect_view = _spawn(sys.executable, "-m", "prefect", "config", "view", "--show-sources", "-o", "json")
+    dvc_config = _spawn(sys.executable, "-m", "dvc", "config", "--list", "--show-origin")
+    dvc_status = _spawn(sys.executable, "-m", "dvc", "status")
+    server, server_bad = _server_lines()
+    data, data_bad = _data_line()
+    db = database()
+    if Path(db).is_file():
+        db += f" ({Path(db).stat().st_size / 1e6:.1f} MB)"
+    elif db.startswith("/"):
+        db += " (not created yet: the first run or server start creates it)"
+
+    out, _ = prefect_view.communicate()
+    try:
+        prefect_settings = json.loads(out)["settings"]
+    except (ValueError, KeyError):
+        prefect_settings = None
+        print("problem: `prefect config view` failed:", *out.splitlines()[-5:], sep="\n  ")
+    rows = [("setting", "value", "source")]
+    rows += [(s["name"], s["value"], s["source"]) for s in prefect_settings or []]
+    if "PREFECT_API_URL" not in {name for name, _, _ in rows}:
+        rows.append(("PREFECT_API_URL", "(not set)",
+                     f"scripts/kit.py uses {kit.server_api_url()} when it answers, else a temporary server"))
+    rows.append(("DO_NOT_TRACK", os.environ.get("DO_NOT_TRACK", ""), "env (scripts/kit.py sets 1 where unset)"))
+    out, _ = dvc_config.communicate()
+    for line in out.splitlines():  # "origin<TAB>section.key=value"
+        origin, _, setting = line.partition("\t")
+        name, _, value = setting.partition("=")
+        rows.append((f"dvc {name}", value, origin))
+    print("Settings, from `prefect config view --show-sources` and `dvc config --list --show-origin`;")
+    print("unlisted ones have their defaults.")
+    name_width = max(len(name) for name, _, _ in rows)
+    value_width = max(len(str(value)) for _, value, _ in rows)
+    for name, value, source in rows:
+        print(f"  {name:<{name_width}}  {value!s:<{value_width}}  {source}")
+
+    status_out, _ = dvc_status.communicate()
+    status_lines = status_out.strip().splitlines()
+    if dvc_status.returncode:
+        status_lines.insert(0, f"problem: `dvc status` exited {dvc_status.returncode}:")
+    rows = {
+        "server": server,
+        "database": db,
+        "log": str(log_file()),
+        "versions": versions(),
+        "data": data,
+        "dvc status": status_lines or [""],
+    }
+    for key, value in rows.items():
+        lines = value if isinstance(value, list) else [value]
+        print(f"{key:<11}{lines[0]}", *(f"{'':<11}{line}" for line in lines[1:]), sep="\n")
+    problems = server_bad + data_bad + (dvc_status.returncode != 0) + (prefect_settings is None)
+    if problems:
+        print(f"{problems} problem(s) above.")
+    return 1 if problems else 0
+
+
 if __name__ == "__main__":
-    commands = {"start": start, "stop": stop, "status": status}
+    commands = {"start": start, "stop": stop, "status": status, "doctor": doctor}
     if len(sys.argv) != 2 or sys.argv[1] not in commands:
         sys.exit(f"usage: python scripts/server.py {'|'.join(commands)}")
     sys.exit(commands[sys.argv[1]]())
