@@ -27,6 +27,7 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("DO_NOT_TRACK", "1")  # Prefect's client telemetry (prefect.toml has no key for it)
 
 from prefect import get_run_logger, task  # noqa: E402
+from prefect.artifacts import Artifact, create_table_artifact  # noqa: E402
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings  # noqa: E402
 
 import metrics  # noqa: E402  (scripts/metrics.py)
@@ -125,11 +126,21 @@ def pipeline_lock(repo: Path, what: str) -> Iterator[None]:
 
 @task(name="metrics summary")
 def metrics_summary(metrics_path: Path, show: bool = True) -> dict[str, float]:
-    """Log the run's metrics (`Metrics: {...}`) and print them as a table."""
+    """Publish the run's metrics as a table artifact, with the change against the previous
+    published run; with `show`, also log them (`Metrics: {...}`) and print them as a table."""
     if not metrics_path.is_file():  # a repository given with --repo may keep none there
         get_run_logger().warning("No metrics file at %s", metrics_path)
         return {}
     values = metrics.read_metrics(metrics_path)
+    latest = Artifact.get(metrics.ARTIFACT_KEY)  # read before publishing: it is the previous run's
+    previous = metrics.artifact_values(latest.data) if latest else None
+    create_table_artifact(
+        key=metrics.ARTIFACT_KEY,
+        table=metrics.artifact_table(values, previous),
+        description=metrics.artifact_description(
+            str(metrics_path), latest.created if previous is not None else None
+        ),
+    )
     if show:
         get_run_logger().info("Metrics: %s", json.dumps(values))
         print(metrics.format_table(values), flush=True)

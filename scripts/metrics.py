@@ -3,7 +3,9 @@
     python scripts/metrics.py [PATH]      (default: reports/metrics.json)
 
 HEAD's copy is the baseline `dvc metrics diff` uses too. Both flows use this module for their
-"metrics summary" task.
+"metrics summary" task, which also publishes the metrics as a Prefect table artifact
+(`ARTIFACT_KEY`) with the change against the previous published run: the table and its
+description are built here, from plain values, so they are tested without Prefect.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 DEFAULT = Path("reports/metrics.json")
+# One key for every run of either flow: the UI's Artifacts page keeps the history under it.
+ARTIFACT_KEY = "pipeline-metrics"
 
 
 def read_metrics(path: Path) -> dict[str, float]:
@@ -63,6 +68,41 @@ def format_table(values: dict[str, float], baseline: dict[str, float] | None = N
             row += f" {value - before:>+9.4f}" if before is not None else f" {'new':>9}"
         rows.append(row)
     return "\n".join(rows)
+
+
+def artifact_table(values: dict[str, float], previous: dict[str, float] | None) -> list[dict[str, object]]:
+    """The artifact's rows: metric, value, the previous run's value and the change.
+
+    Values stay numbers (`artifact_values` reads them back next run); the change is text, signed
+    like the terminal table's, or "new" for a metric the previous run did not publish.
+    """
+    rows = []
+    for name, value in sorted(values.items()):
+        before = (previous or {}).get(name)
+        change = "" if previous is None else "new" if before is None else f"{value - before:+.4f}"
+        rows.append({"metric": name, "value": value, "previous": before, "change": change})
+    return rows
+
+
+def artifact_values(data: object) -> dict[str, float] | None:
+    """The metric values of a published artifact (its `data`, JSON text of `artifact_table`'s
+    rows), or None where it holds something else, e.g. another program's artifact under the key."""
+    try:
+        rows = json.loads(data) if isinstance(data, str) else data
+        values = {row["metric"]: row["value"] for row in rows}
+    except (TypeError, ValueError, KeyError):
+        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values.values()):
+        return None
+    return values
+
+
+def artifact_description(source: str, previous_at: datetime | None) -> str:
+    """The artifact's markdown description: where the values come from and what they compare to."""
+    text = f"**Pipeline metrics** from `{source}`."
+    if previous_at is None:
+        return text + " No earlier published metrics to compare with."
+    return text + f" *change* is against the previous published run ({previous_at:%Y-%m-%d %H:%M:%S %Z})."
 
 
 def main(argv: list[str]) -> int:
