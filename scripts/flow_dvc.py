@@ -18,8 +18,8 @@ import kit  # first: it moves to the project root, where Prefect reads prefect.t
 from prefect import flow, get_run_logger, task
 from prefect.runtime import task_run
 
-from mltoy.params import ParamsError, load_params
-from mltoy.pipeline import DataError, read_dataset
+from mltoy.params import load_params
+from mltoy.pipeline import read_dataset
 
 TAIL_LINES = 15
 
@@ -42,14 +42,20 @@ def _retry_if_transient(task, task_run, state) -> bool:
     return isinstance(exc, RuntimeError)
 
 
-@task(name="check inputs")
+@task(name="check inputs", on_failure=[kit.on_failure])
 def check_inputs(repo: Path) -> None:
     """Fail before DVC runs, since DVC deletes a stage's outputs before running its command."""
     load_params(repo / "params.yaml")
     read_dataset(repo / "data" / "raw" / "iris.csv")
 
 
-@task(name="dvc repro", retries=1, retry_delay_seconds=2, retry_condition_fn=_retry_if_transient)
+@task(
+    name="dvc repro",
+    retries=1,
+    retry_delay_seconds=2,
+    retry_condition_fn=_retry_if_transient,
+    on_failure=[kit.on_failure],
+)
 def dvc_repro(repo: Path, fail_once: bool = False) -> None:
     """Run `dvc repro` in `repo`, streaming each line DVC prints into this task's log."""
     if fail_once and task_run.run_count == 1:
@@ -69,16 +75,20 @@ def dvc_repro(repo: Path, fail_once: bool = False) -> None:
         text=True,
         bufsize=1,
     ) as proc:
-        for line in proc.stdout:
-            line = line.rstrip()
-            if line:
-                logger.info(line)
-                tail.append(line)
+        try:
+            for line in proc.stdout:
+                line = line.rstrip()
+                if line:
+                    logger.info(line)
+                    tail.append(line)
+        except BaseException:  # Ctrl-C, SIGTERM: stop DVC and the stage it runs before going
+            kit.terminate_tree(proc.pid)
+            raise
     if proc.returncode != 0:
         raise DvcReproFailed(proc.returncode, list(tail))
 
 
-@flow(name="Prefect operates DVC pipeline")
+@flow(name="Prefect operates DVC pipeline", on_failure=[kit.on_failure])
 def dvc_pipeline(repo: Path = kit.ROOT, fail_once: bool = False, show_metrics: bool = True) -> None:
     """Operate the DVC pipeline via `dvc repro`."""
     if kit.is_kit_pipeline(repo):
@@ -103,16 +113,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    with kit.prefect_connection(), kit.pipeline_lock(args.repo, "flow_dvc.py"):
-        state = dvc_pipeline(
+    return kit.run_flow(
+        "flow_dvc.py",
+        args.repo,
+        lambda: dvc_pipeline(
             repo=args.repo, fail_once=args.fail_once, show_metrics=args.show_metrics, return_state=True
-        )
-    if state.is_completed():
-        return 0
-    exc = state.result(raise_on_failure=False)
-    if isinstance(exc, (ParamsError, DataError)):
-        print(f"error: {exc}", file=sys.stderr)
-    return getattr(exc, "returncode", 1)
+        ),
+    )
 
 
 if __name__ == "__main__":

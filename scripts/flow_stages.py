@@ -26,7 +26,7 @@ from prefect.results import ResultStore
 from prefect.runtime import task_run
 
 from mltoy import cli, pipeline
-from mltoy.params import Params, ParamsError, load_params
+from mltoy.params import Params, load_params
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,9 @@ def read_stages(repo: Path) -> dict[str, Stage]:
         if argv[:3] != ["python", "-m", "mltoy.cli"]:
             raise ValueError(f"dvc.yaml: stage {name!r} does not run mltoy.cli: {spec['cmd']}")
         args = cli.build_parser().parse_args(argv[3:])
+        for path in [*cli.stage_paths(args).values(), *spec.get("deps", [])]:
+            if not (repo / path).resolve().is_relative_to(repo.resolve()):
+                raise ValueError(f"dvc.yaml: stage {name!r}: {path} is outside the repository")
         outs = [next(iter(o)) if isinstance(o, dict) else o for key in ("outs", "metrics", "plots") for o in spec.get(key, [])]
         stages[name] = Stage(
             name=name,
@@ -112,7 +115,14 @@ def _evict(store: ResultStore, key: str) -> None:
 def stage_task(name: str, **options: Any):
     """Declare a stage's task: cached by StageCache, its result (the outputs' md5) kept as JSON
     in the project's Prefect home (.prefect/storage), which `make clean` clears."""
-    return task(name=name, cache_policy=StageCache(), persist_result=True, result_serializer="json", **options)
+    return task(
+        name=name,
+        cache_policy=StageCache(),
+        persist_result=True,
+        result_serializer="json",
+        on_failure=[kit.on_failure],
+        **options,
+    )
 
 
 # --- the stages as tasks ----------------------------------------------------------------------
@@ -141,7 +151,7 @@ def evaluate(stage: Stage, params: Params) -> dict[str, str | None]:
     return run_stage(stage, pipeline.stage_evaluate)
 
 
-@flow(name="Prefect owned stage DAG")
+@flow(name="Prefect owned stage DAG", on_failure=[kit.on_failure])
 def stage_pipeline(params_path: Path = kit.ROOT / "params.yaml", fail_once: bool = False, show_metrics: bool = True) -> None:
     stages = read_stages(kit.ROOT)
     params = load_params(params_path)
@@ -168,16 +178,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    with kit.prefect_connection(), kit.pipeline_lock(kit.ROOT, "flow_stages.py"):
-        state = stage_pipeline(
+    return kit.run_flow(
+        "flow_stages.py",
+        kit.ROOT,
+        lambda: stage_pipeline(
             params_path=args.params, fail_once=args.fail_once, show_metrics=args.show_metrics, return_state=True
-        )
-    if state.is_completed():
-        return 0
-    exc = state.result(raise_on_failure=False)
-    if isinstance(exc, (ParamsError, pipeline.DataError)):
-        print(f"error: {exc}", file=sys.stderr)
-    return 1
+        ),
+    )
 
 
 if __name__ == "__main__":

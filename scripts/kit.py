@@ -12,12 +12,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import sys
 import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLER_CWD = Path.cwd()
@@ -28,12 +29,16 @@ os.environ.setdefault("DO_NOT_TRACK", "1")  # Prefect's client telemetry (prefec
 
 from prefect import get_run_logger, task  # noqa: E402
 from prefect.artifacts import Artifact, create_table_artifact  # noqa: E402
+from prefect.states import State  # noqa: E402
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings  # noqa: E402
 
 import metrics  # noqa: E402  (scripts/metrics.py)
+from mltoy.params import ParamsError  # noqa: E402
+from mltoy.pipeline import DataError  # noqa: E402
 
-# How long a server may take to answer its health check before the run goes on without it.
-PROBE_SECONDS = 2.0
+# How long a server may take to answer its health check before the run goes on without it:
+# nothing listening fails at once; a busy server can take a few seconds.
+PROBE_SECONDS = 5.0
 
 
 def is_kit_pipeline(repo: Path) -> bool:
@@ -93,6 +98,88 @@ def prefect_connection() -> Iterator[None]:
         flush=True,
     )
     yield
+
+
+# --- stopping and failing cleanly --------------------------------------------------------------
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def stop_like_ctrl_c() -> None:
+    """Make SIGTERM stop a run as Ctrl-C does: Prefect marks the run Crashed, the task stops its
+    child processes, and Prefect's exit handlers stop a temporary server it started (by default,
+    SIGTERM kills the process at once and leaves that server running)."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)  # the terminal closed
+
+
+def terminate_tree(pid: int) -> None:
+    """SIGTERM a process and every process it started (DVC and the stage command it runs).
+
+    They share our process group, so Ctrl-C in a terminal and a `kill -9` of the group reach
+    them too; this covers a SIGTERM sent to the flow's process alone.
+    """
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo.extend(children.get(tree[-1], []))
+    for member in tree:
+        try:
+            os.kill(member, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def run_flow(what: str, repo: Path, start: Callable[[], State]) -> int:
+    """Run a flow as both entry points do, and return the process's exit status: 0 when the run
+    completed, DVC's code when `dvc repro` failed, 130/143 when stopped by Ctrl-C/SIGTERM, else 1."""
+    stop_like_ctrl_c()
+    try:
+        with prefect_connection(), pipeline_lock(repo, what):
+            state = start()
+    except KeyboardInterrupt as exc:
+        print(f"Stopped ({exc or 'Ctrl-C'}): the run is marked Crashed in Prefect; the outputs on "
+              "disk are the last good ones (`dvc status` shows what is stale).", file=sys.stderr)
+        name = str(exc) or "SIGINT"
+        return 128 + signal.Signals[name].value if name in signal.Signals.__members__ else 130
+    if state.is_completed():
+        return 0
+    exc = state.result(raise_on_failure=False)
+    if isinstance(exc, (ParamsError, DataError)):
+        print(f"error: {exc}", file=sys.stderr)
+    return getattr(exc, "returncode", 1)
+
+
+def on_failure(obj, run, state) -> None:
+    """Hook for flows and tasks: log what failed and, with NOTIFY_URL set, POST it as JSON.
+
+    A hook that fails itself only logs that: it never hides the original failure.
+    """
+    kind = "Task" if hasattr(run, "task_key") else "Flow"
+    message = state.message or state.name
+    logger = get_run_logger()
+    logger.error("%s %r failed: %s", kind, obj.name, message)
+    url = os.environ.get("NOTIFY_URL")
+    if not url:
+        return
+    body = {"kind": kind.lower(), "name": obj.name, "run": run.name, "run_id": str(run.id),
+            "state": state.name, "message": message}
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        urllib.request.urlopen(request, timeout=5).close()
+    except OSError as exc:
+        logger.warning("Could not notify %s: %s", url, exc)
 
 
 # --- one pipeline run at a time ---------------------------------------------------------------

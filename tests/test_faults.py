@@ -1,0 +1,235 @@
+"""Bad input, faults and concurrency: a one-line error, a non-zero exit, and every earlier output
+and dvc.lock byte for byte as they were."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import PY, free_port
+
+KEPT = (
+    "dvc.lock",
+    "data/processed/train.csv",
+    "data/processed/test.csv",
+    "models/model.joblib",
+    "reports/metrics.json",
+    "reports/predictions.csv",
+)
+FLOWS = ("scripts/flow_dvc.py", "scripts/flow_stages.py")
+
+
+def kept(repo) -> dict[str, bytes]:
+    return {p: repo.read(p) for p in KEPT}
+
+
+def error_line(proc) -> str:
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, proc.stdout
+    return lines[0]
+
+
+@pytest.mark.parametrize("flow", FLOWS)
+def test_bad_params_stop_before_any_stage(built_repo, flow):
+    before = kept(built_repo)
+    params = built_repo.path / "params.yaml"
+    cases = {
+        "train:\n  C: [": "YAML syntax error",
+        params.read_text().replace("max_iter: 200", "max_iterr: 200"): "train.max_iterr: unknown key (allowed: C, max_iter)",
+        params.read_text().replace("test_size: 0.3", "test_size: 1.3"): "split.test_size: input should be less than 1 (got 1.3)",
+    }
+    for text, message in cases.items():
+        params.write_text(text)
+        proc = built_repo.py(flow, check=False)
+        assert proc.returncode == 1
+        assert error_line(proc).startswith(f"error: {params}: ") and message in error_line(proc)
+        assert "Running stage" not in proc.stdout
+        assert kept(built_repo) == before
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "iris.csv: file not found; run `make data` to restore it"),
+        ("sepal_length,sepal_width,petal_length,petal_width,species\n5.1,3.5,oops,0.2,setosa\n" * 1,
+         "iris.csv: line 2, column 'petal_length': expected a number, got 'oops'"),
+    ],
+)
+def test_bad_data_stops_option_a_before_dvc_deletes_anything(built_repo, content, message):
+    before = kept(built_repo)
+    raw = built_repo.path / "data" / "raw" / "iris.csv"
+    raw.unlink()
+    if content is not None:
+        raw.write_text(content)
+    proc = built_repo.py("scripts/flow_dvc.py", check=False)
+    assert proc.returncode == 1 and message in error_line(proc)
+    assert "Running: dvc repro" not in proc.stdout
+    assert kept(built_repo) == before
+
+
+def test_a_stage_that_fails_keeps_the_last_good_outputs(built_repo):
+    """No check can foresee a bug: persist keeps DVC from deleting the outputs first, and mltoy's
+    atomic writes leave them whole."""
+    before = kept(built_repo)
+    built_repo.set_param("train.C", 0.7)
+    pipeline = built_repo.path / "mltoy" / "pipeline.py"
+    pipeline.write_text(pipeline.read_text().replace(
+        "    model = fit(read_dataset(train_csv), params.preprocess, params.train)\n",
+        "    raise MemoryError('out of memory in train')\n",
+    ))
+    for flow in FLOWS:
+        proc = built_repo.py(flow, check=False)
+        assert proc.returncode != 0
+        assert "MemoryError: out of memory in train" in proc.stdout
+        assert re.search(r"Task run '(dvc repro|train)-\w+' - Finished in state Failed", proc.stdout)
+        assert re.search(r"Task '(dvc repro|train)' failed", proc.stdout)  # the on_failure hook
+        after = kept(built_repo)
+        assert {p: after[p] for p in KEPT[1:]} == {p: before[p] for p in KEPT[1:]}
+        # dvc.lock: prepare ran (its code changed) and is recorded; train and evaluate are not.
+        lock_before, lock_after = (yaml.safe_load(x["dvc.lock"])["stages"] for x in (before, after))
+        assert [lock_after[s] == lock_before[s] for s in ("train", "evaluate")] == [True, True]
+
+
+def start_flow(repo, *args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [PY, "scripts/flow_dvc.py", *args], cwd=repo.path, env=env or repo.env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def read_until(proc: subprocess.Popen, pattern: str, timeout: float = 180) -> str:
+    seen = []
+    deadline = time.monotonic() + timeout
+    for line in proc.stdout:
+        seen.append(line)
+        if re.search(pattern, line):
+            return "".join(seen)
+        assert time.monotonic() < deadline, "".join(seen)
+    raise AssertionError(f"{pattern!r} never came:\n{''.join(seen)}")
+
+
+def processes_in(path: Path) -> list[str]:
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if Path(os.readlink(proc / "cwd")) == path and (proc / "stat").read_text().split()[2] != "Z":
+                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue
+    return found
+
+
+def test_sigterm_stops_the_run_its_children_and_loses_nothing(built_repo):
+    before = kept(built_repo)
+    built_repo.set_param("split.test_size", 0.2)
+    proc = start_flow(built_repo)
+    seen = read_until(proc, r"> python -m mltoy.cli prepare")
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=60)
+    out = seen + rest
+    assert proc.returncode == 143
+    assert "Finished in state Crashed('Execution was aborted by a termination signal.')" in out
+    assert "Stopped (SIGTERM): the run is marked Crashed in Prefect" in out
+    time.sleep(1)
+    assert processes_in(built_repo.path) == []  # dvc and the stage command are gone too
+    assert kept(built_repo) == before
+
+
+def test_kill_9_mid_stage_then_a_rerun_completes_cleanly(built_repo):
+    built_repo.set_param("split.test_size", 0.2)
+    proc = start_flow(built_repo)
+    read_until(proc, r"> python -m mltoy.cli prepare")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    out = built_repo.py("scripts/flow_dvc.py", "--no-show-metrics").stdout
+    assert "Running stage 'prepare'" in out and "Finished in state Completed()" in out
+    assert "test_size: 0.2" in built_repo.read("dvc.lock").decode()
+    strays = [p for p in built_repo.path.rglob("*.tmp") if ".dvc/" not in str(p)]
+    assert strays == []
+    assert built_repo.py("-m", "dvc", "status", "-q").returncode == 0
+
+
+def test_two_runs_at_once_queue_and_both_complete(built_repo):
+    built_repo.set_param("train.C", 0.3)
+    first = start_flow(built_repo, "--no-show-metrics")
+    read_until(first, r"Running: dvc repro")
+    second = subprocess.Popen(
+        [PY, "scripts/flow_stages.py", "--no-show-metrics"], cwd=built_repo.path, env=built_repo.env,
+        text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    out2, _ = second.communicate(timeout=300)
+    out1, _ = first.communicate(timeout=300)
+    assert first.returncode == 0 and second.returncode == 0, out1 + out2
+    assert re.search(r"Waiting for the pipeline: held by flow_dvc\.py \(pid \d+", out2)
+    assert built_repo.py("-m", "dvc", "status", "-q").returncode == 0  # lock and outputs agree
+    json.loads(built_repo.read("reports/metrics.json"))
+
+
+class _Silent(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(404)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_an_api_url_that_does_not_answer_is_a_clear_error_within_seconds(built_repo):
+    not_prefect = http.server.HTTPServer(("127.0.0.1", 0), _Silent)
+    threading.Thread(target=not_prefect.serve_forever, daemon=True).start()
+    black_hole = socket.socket()
+    black_hole.bind(("127.0.0.1", 0))
+    black_hole.listen()  # accepts connections, never answers
+    urls = [
+        f"http://127.0.0.1:{free_port()}/api",  # nothing there
+        f"http://127.0.0.1:{not_prefect.server_port}/api",
+        f"http://127.0.0.1:{black_hole.getsockname()[1]}/api",
+    ]
+    try:
+        for url in urls:
+            start = time.monotonic()
+            proc = built_repo.py("scripts/flow_dvc.py", check=False, env={**built_repo.env, "PREFECT_API_URL": url})
+            assert time.monotonic() - start < 30  # the probe itself gives up after 5 s
+            assert proc.returncode == 1
+            assert f"error: PREFECT_API_URL={url} does not answer as a Prefect server" in proc.stdout
+    finally:
+        not_prefect.shutdown()
+        black_hole.close()
+
+
+def test_failures_are_posted_to_notify_url(built_repo):
+    received = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    (built_repo.path / "data" / "raw" / "iris.csv").write_text("nonsense\n")
+    env = {**built_repo.env, "NOTIFY_URL": f"http://127.0.0.1:{server.server_port}/hook"}
+    try:
+        proc = built_repo.py("scripts/flow_dvc.py", check=False, env=env)
+    finally:
+        server.shutdown()
+    assert proc.returncode == 1
+    kinds = {(m["kind"], m["name"]) for m in received}
+    assert kinds == {("task", "check inputs"), ("flow", "Prefect operates DVC pipeline")}
+    assert all(m["state"] == "Failed" and "iris.csv" in m["message"] for m in received)
