@@ -71,8 +71,9 @@ def server_answers(api_url: str, timeout: float = PROBE_SECONDS) -> bool:
 
 
 @contextmanager
-def prefect_connection() -> Iterator[None]:
-    """Send this process's runs to the kit's server when it answers, else to a temporary one.
+def prefect_connection() -> Iterator[str | None]:
+    """Send this process's runs to the kit's server when it answers, else to a temporary one;
+    yields the server's API URL, or None for a temporary server.
 
     A PREFECT_API_URL that the user set on purpose and that does not answer is an error: falling
     back would hide their runs somewhere they do not look.
@@ -84,12 +85,12 @@ def prefect_connection() -> Iterator[None]:
                 f"error: PREFECT_API_URL={chosen} does not answer as a Prefect server; start it, "
                 "or unset PREFECT_API_URL to let the kit pick its own server"
             )
-        yield
+        yield chosen
         return
     url = server_api_url()
     if server_answers(url):
         with temporary_settings(updates={PREFECT_API_URL: url}):
-            yield
+            yield url
         return
     home = get_current_settings().home
     print(
@@ -97,7 +98,7 @@ def prefect_connection() -> Iterator[None]:
         f"project's database ({home}/prefect.db); `make prefect-start` shows it in the UI.",
         flush=True,
     )
-    yield
+    yield None
 
 
 # --- stopping and failing cleanly --------------------------------------------------------------
@@ -144,10 +145,16 @@ def run_flow(what: str, repo: Path, start: Callable[[], State]) -> int:
     completed, DVC's code when `dvc repro` failed, 130/143 when stopped by Ctrl-C/SIGTERM, else 1."""
     stop_like_ctrl_c()
     try:
-        with prefect_connection(), pipeline_lock(repo, what):
-            state = start()
+        with prefect_connection() as api_url, pipeline_lock(repo, what):
+            try:
+                state = start()
+            except Exception as exc:
+                _exit_if_server_gone(api_url, exc)
+                raise
+            if not state.is_completed():
+                _exit_if_server_gone(api_url, state.message)
     except KeyboardInterrupt as exc:
-        print(f"Stopped ({exc or 'Ctrl-C'}): the run is marked Crashed in Prefect; the outputs on "
+        print(f"Stopped ({str(exc) or 'Ctrl-C'}): the run is marked Crashed in Prefect; the outputs on "
               "disk are the last good ones (`dvc status` shows what is stale).", file=sys.stderr)
         name = str(exc) or "SIGINT"
         return 128 + signal.Signals[name].value if name in signal.Signals.__members__ else 130
@@ -157,6 +164,18 @@ def run_flow(what: str, repo: Path, start: Callable[[], State]) -> int:
     if isinstance(exc, (ParamsError, DataError)):
         print(f"error: {exc}", file=sys.stderr)
     return getattr(exc, "returncode", 1)
+
+
+def _exit_if_server_gone(api_url: str | None, cause: object) -> None:
+    """A server that stopped during the run: say so and exit at once, rather than let Prefect's
+    exit handlers retry, for minutes, to send the run's events to a server that is gone."""
+    if api_url is None or server_answers(api_url, timeout=1):
+        return
+    print(f"error: the Prefect server at {api_url.removesuffix('/api')} stopped during the run "
+          f"({cause}). What the pipeline finished is on disk and intact (`dvc status` shows what "
+          "is stale); start the server and run again.", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)
 
 
 def on_failure(obj, run, state) -> None:

@@ -130,18 +130,25 @@ def processes_in(path: Path) -> list[str]:
     return found
 
 
-def test_sigterm_stops_the_run_its_children_and_loses_nothing(built_repo):
+@pytest.mark.parametrize(
+    ("how", "status"),
+    [("SIGTERM to the flow's process", 143), ("Ctrl-C in a terminal: SIGINT to the whole group", 130)],
+)
+def test_a_stopped_run_stops_its_children_and_loses_nothing(built_repo, how, status):
     before = kept(built_repo)
     built_repo.set_param("split.test_size", 0.2)
     proc = start_flow(built_repo)
     seen = read_until(proc, r"> python -m mltoy.cli prepare")
     time.sleep(0.3)
-    proc.send_signal(signal.SIGTERM)
+    if status == 143:
+        proc.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(proc.pid, signal.SIGINT)
     rest, _ = proc.communicate(timeout=60)
     out = seen + rest
-    assert proc.returncode == 143
-    assert "Finished in state Crashed('Execution was aborted by a termination signal.')" in out
-    assert "Stopped (SIGTERM): the run is marked Crashed in Prefect" in out
+    assert proc.returncode == status, out
+    assert re.search(r"Flow run '[\w-]+' - Finished in state Crashed\(", out)
+    assert re.search(r"Stopped \((SIGTERM|Ctrl-C)\): the run is marked Crashed in Prefect", out)
     time.sleep(1)
     assert processes_in(built_repo.path) == []  # dvc and the stage command are gone too
     assert kept(built_repo) == before
@@ -233,3 +240,23 @@ def test_failures_are_posted_to_notify_url(built_repo):
     kinds = {(m["kind"], m["name"]) for m in received}
     assert kinds == {("task", "check inputs"), ("flow", "Prefect operates DVC pipeline")}
     assert all(m["state"] == "Failed" and "iris.csv" in m["message"] for m in received)
+
+
+def test_the_server_stopping_mid_run_is_reported_and_outputs_stay_correct(built_repo, tmp_path):
+    env = {**built_repo.env, "PREFECT_HOME": str(tmp_path / "own-server"), "PREFECT_SERVER_API_PORT": str(free_port()),
+           "PREFECT_CLIENT_MAX_RETRIES": "1"}  # Prefect's default of 5 only makes the test slower
+    built_repo.py("scripts/server.py", "start", env=env)
+    server_pid = int((tmp_path / "own-server" / "server.pid").read_text())
+    try:
+        built_repo.set_param("split.test_size", 0.2)
+        proc = start_flow(built_repo, env=env)
+        seen = read_until(proc, r"> python -m mltoy.cli prepare")
+    finally:
+        os.killpg(server_pid, signal.SIGKILL)  # gone at once, mid-stage
+    rest, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1
+    assert "stopped during the run" in seen + rest and "start the server and run again" in rest
+    # DVC finished its stages without the server: outputs and dvc.lock agree, and are complete.
+    assert built_repo.py("-m", "dvc", "status", "-q").returncode == 0
+    assert "test_size: 0.2" in built_repo.read("dvc.lock").decode()
+    json.loads(built_repo.read("reports/metrics.json"))
