@@ -10,16 +10,18 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import joblib
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import train_test_split
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
 from mltoy.params import Params, PreprocessParams, SplitParams, TrainParams
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+# scikit-learn is imported by the cores that use it, not here: its import takes seconds, and a
+# flow that only checks inputs, or finds every stage cached, needs none of it.
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 LABEL = "species"
@@ -35,6 +37,8 @@ class DataError(ValueError):
 
 def split(df: pd.DataFrame, p: SplitParams) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stratified train/test split, deterministic for a given random_state."""
+    from sklearn.model_selection import train_test_split
+
     train, test = train_test_split(
         df, test_size=p.test_size, random_state=p.random_state, stratify=df[LABEL]
     )
@@ -42,6 +46,10 @@ def split(df: pd.DataFrame, p: SplitParams) -> tuple[pd.DataFrame, pd.DataFrame]
 
 
 def fit(train: pd.DataFrame, pre: PreprocessParams, p: TrainParams) -> Pipeline:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
     steps = [("scale", StandardScaler())] if pre.standardize else []
     steps.append(("clf", LogisticRegression(C=p.C, max_iter=p.max_iter)))
     return Pipeline(steps).fit(train[FEATURES], train[LABEL])
@@ -49,6 +57,8 @@ def fit(train: pd.DataFrame, pre: PreprocessParams, p: TrainParams) -> Pipeline:
 
 def score(model: Pipeline, test: pd.DataFrame) -> tuple[dict[str, float], pd.DataFrame]:
     """Metrics and the per-row actual/predicted labels (for DVC's confusion-matrix plot)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
     predicted = model.predict(test[FEATURES])
     metrics = {
         "accuracy": float(accuracy_score(test[LABEL], predicted)),
