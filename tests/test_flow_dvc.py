@@ -29,6 +29,18 @@ def skipped(output: str) -> set[str]:
     return {s for s in STAGES if f"Stage '{s}' didn't change, skipping" in output}
 
 
+def assert_streamed(output: str) -> None:
+    """Each DVC line is logged when DVC prints it, not at the end: "Running stage 'train'" is
+    logged a whole stage (a Python start and scikit-learn's import) after 'prepare'."""
+    stamps = {}
+    for line in output.splitlines():
+        if m := re.search(r"^(\d\d):(\d\d):(\d\d\.\d+) .*Task run 'dvc repro-\w+' - Running stage '(\w+)'", line):
+            h, mi, sec, stage = m.groups()
+            stamps[stage] = int(h) * 3600 + int(mi) * 60 + float(sec)
+    assert set(stamps) == {"prepare", "train"}
+    assert stamps["train"] - stamps["prepare"] > 0.3
+
+
 def test_first_run_then_no_change_then_params_change(repo):
     first = repo.py("scripts/flow_dvc.py").stdout
     assert "Beginning flow run" in first and "for flow 'Prefect operates DVC pipeline'" in first
@@ -36,6 +48,7 @@ def test_first_run_then_no_change_then_params_change(repo):
     # A fresh clone has no cached outputs: prepare and train run. evaluate's outputs are committed
     # (DVC metrics and plots are tracked by git) and match dvc.lock, so DVC skips it.
     assert ran(first) == {"prepare", "train"} and skipped(first) == {"evaluate"}
+    assert_streamed(first)
     assert re.search(r"Task run 'dvc repro-\w+' - Finished in state Completed\(\)", first)
     metrics = json.loads(repo.read("reports/metrics.json"))
     assert f"Metrics: {json.dumps(metrics)}" in first
@@ -55,19 +68,6 @@ def test_first_run_then_no_change_then_params_change(repo):
     assert ran(third) == set(STAGES)
     assert repo.read("data/processed/test.csv") != before["data/processed/test.csv"]
     assert "split.test_size: 0.25" in repo.read("dvc.lock").decode()
-
-
-def test_dvc_output_is_streamed_into_the_task_log(repo):
-    """Each DVC line is logged when DVC prints it, not at the end: "Running stage 'train'" is
-    logged a whole stage (a Python start and scikit-learn's import) after 'prepare'."""
-    out = repo.py("scripts/flow_dvc.py").stdout
-    stamps = {}
-    for line in out.splitlines():
-        if m := re.search(r"^(\d\d):(\d\d):(\d\d\.\d+) .*Task run 'dvc repro-\w+' - Running stage '(\w+)'", line):
-            h, mi, sec, stage = m.groups()
-            stamps[stage] = int(h) * 3600 + int(mi) * 60 + float(sec)
-    assert set(stamps) == {"prepare", "train"}
-    assert stamps["train"] - stamps["prepare"] > 0.3
 
 
 def test_fail_once_shows_a_failed_attempt_then_the_retry(built_repo):
