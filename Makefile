@@ -39,7 +39,7 @@ endif
 
 .PHONY: help  ## List the targets (this list)
 help:
-	@echo "Targets (knobs: FAIL_ONCE=1 SHOW_METRICS=0 PARAMS=path PREFECT_PORT=4300 PREFECT_HOST=...):"
+	@echo "Targets (knobs: FAIL_ONCE=1 SHOW_METRICS=0 PARAMS=path PREFECT_PORT=4300 PREFECT_HOST=... PREFECT_AUTH=user:pass):"
 	@sed -n 's/^\.PHONY: \([a-z-]*\) *## \(.*\)/\1\t\2/p' $(MAKEFILE_LIST) | \
 		awk -F'\t' '{ printf "  %-16s %s\n", $$1, $$2 }'
 
@@ -48,6 +48,9 @@ setup: $(STAMP)
 
 # A stamp file: the venv is rebuilt only when requirements.txt is newer. flock keeps two first
 # runs on a fresh clone from building it at once; the second finds it built and goes on.
+# --compile-bytecode: uv leaves it to the first import, which cannot write it where
+# PYTHONDONTWRITEBYTECODE is set, and then every run compiles Prefect anew (import prefect:
+# 4.1 s without, 1.1 s with, measured here).
 $(STAMP): requirements.txt
 	@flock $(VENV).lock sh -ec '\
 		[ "$@" -nt requirements.txt ] && exit 0; \
@@ -55,7 +58,7 @@ $(STAMP): requirements.txt
 		[ -x $(PY) ] || $(PYTHON) -m venv $(VENV); \
 		if command -v uv >/dev/null 2>&1 || $(PY) -m pip install -q uv==$(UV_VERSION); then \
 			UV=$$(command -v uv || echo $(VENV)/bin/uv); \
-			$$UV pip install -q --python $(PY) -r requirements.txt; \
+			$$UV pip install -q --compile-bytecode --python $(PY) -r requirements.txt; \
 		else \
 			$(PY) -m pip install -q -r requirements.txt; \
 		fi; \

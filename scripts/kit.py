@@ -9,12 +9,14 @@ it is imported. Paths a user typed are resolved against the folder they typed th
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import os
 import signal
 import sys
 import time
+import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,6 +72,27 @@ def server_answers(api_url: str, timeout: float = PROBE_SECONDS) -> bool:
         return False
 
 
+def check_credentials(api_url: str) -> None:
+    """Fail in one line when the server asks for credentials this process does not have (its
+    health check skips auth, so the probe alone cannot tell; the run would die on a 401)."""
+    request = urllib.request.Request(f"{api_url.rstrip('/')}/admin/version")
+    secret = get_current_settings().api.auth_string
+    if secret:
+        token = base64.b64encode(secret.get_secret_value().encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        urllib.request.urlopen(request, timeout=PROBE_SECONDS).close()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            raise SystemExit(
+                f"error: the Prefect server at {api_url.removesuffix('/api')} asks for credentials "
+                "that this run does not have or that it refuses: set PREFECT_AUTH=user:pass "
+                "(as given to make prefect-start)"
+            ) from None
+    except OSError:
+        pass  # it answered its health check a moment ago; let Prefect report anything else
+
+
 @contextmanager
 def prefect_connection() -> Iterator[str | None]:
     """Send this process's runs to the kit's server when it answers, else to a temporary one;
@@ -85,10 +108,12 @@ def prefect_connection() -> Iterator[str | None]:
                 f"error: PREFECT_API_URL={chosen} does not answer as a Prefect server; start it, "
                 "or unset PREFECT_API_URL to let the kit pick its own server"
             )
+        check_credentials(chosen)
         yield chosen
         return
     url = server_api_url()
     if server_answers(url):
+        check_credentials(url)
         with temporary_settings(updates={PREFECT_API_URL: url}):
             yield url
         return

@@ -257,6 +257,10 @@ def test_prefect_auth_guards_the_api_and_the_kit_still_runs(built_kit):
     doctor = make(kit, "doctor")  # this shell forgot the credentials
     assert doctor.returncode != 0
     assert "problem: it refuses this shell's credentials (401): pass the PREFECT_AUTH=user:pass" in doctor.stdout
+    denied = make(kit, "run-dvc", "SHOW_METRICS=0")  # and a run without them: one line, not a 401 traceback
+    assert denied.returncode != 0
+    assert "asks for credentials that this run does not have or that it refuses" in denied.stdout
+    assert "Traceback" not in denied.stdout
     assert make(kit, "prefect-stop", f"PREFECT_AUTH={auth}").returncode == 0
     assert port_is_free(kit.port)
     assert_quiet(run.stdout)
