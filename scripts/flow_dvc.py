@@ -98,15 +98,7 @@ def dvc_pipeline(repo: Path = kit.ROOT, fail_once: bool = False, show_metrics: b
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fail-once", action="store_true", help="fail the first attempt, to show a retry")
-    parser.add_argument(
-        "--show-metrics",
-        "--show_metrics",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="log and print the metrics at the end (default: yes)",
-    )
+    parser = kit.flow_parser(__doc__, "fail the first attempt, to show a retry")
     parser.add_argument("--repo", type=kit.user_path, default=kit.ROOT, help="the DVC repository to run")
     return parser.parse_args(argv)
 

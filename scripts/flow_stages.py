@@ -163,16 +163,8 @@ def stage_pipeline(params_path: Path = kit.ROOT / "params.yaml", fail_once: bool
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = kit.flow_parser(__doc__, "fail train's first attempt, to show its retry")
     parser.add_argument("--params", type=kit.user_path, default=kit.ROOT / "params.yaml", help="params file (default: params.yaml)")
-    parser.add_argument(
-        "--show-metrics",
-        "--show_metrics",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="log and print the metrics at the end (default: yes)",
-    )
-    parser.add_argument("--fail-once", action="store_true", help="fail train's first attempt, to show its retry")
     return parser.parse_args(argv)
 
 

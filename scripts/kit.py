@@ -9,6 +9,7 @@ it is imported. Paths a user typed are resolved against the folder they typed th
 
 from __future__ import annotations
 
+import argparse
 import base64
 import fcntl
 import json
@@ -46,6 +47,20 @@ PROBE_SECONDS = 5.0
 def is_kit_pipeline(repo: Path) -> bool:
     """Whether `repo` runs this kit's stages (and so takes its params schema and data checks)."""
     return (repo / "mltoy" / "pipeline.py").is_file()
+
+
+def flow_parser(doc: str, fail_once_help: str) -> argparse.ArgumentParser:
+    """The options both flows take: --fail-once and --[no-]show-metrics (also as the tour spells it)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--fail-once", action="store_true", help=fail_once_help)
+    parser.add_argument(
+        "--show-metrics",
+        "--show_metrics",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="log and print the metrics at the end (default: yes)",
+    )
+    return parser
 
 
 def user_path(path: str | Path) -> Path:
