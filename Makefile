@@ -112,6 +112,6 @@ test: $(STAMP)
 
 .PHONY: clean  ## Remove outputs and caches; keeps .venv, raw data, run history, tracked reports
 clean:
-	rm -rf data/processed models dvc_plots .dvc/cache/runs .dvc/tmp/exps .prefect/storage \
-		.pytest_cache
+	rm -f data/processed/*.csv models/*.joblib  # not the folders: their .gitignore is DVC's, tracked
+	rm -rf dvc_plots .dvc/cache/runs .dvc/tmp/exps .prefect/storage .pytest_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

@@ -6,8 +6,8 @@ Works in a temporary copy of the kit (sharing .venv), so the working tree is unt
 case is timed N times, round robin (one of each, then again), so load on a shared machine falls
 on all cases alike; the table gives medians and each one's ratio to the floor: one plain Python
 process calling the three stage functions. A "full" run uses a split.random_state not seen
-before, so every stage must run (deleting outputs would only let DVC restore them from its
-run-cache). Uses the kit's Prefect server when one answers, as the run targets do; the table
+before, so every stage must run in both options (Option B's cache would otherwise find it, and
+so would DVC's run-cache for outputs that are not `persist`). Uses the kit's Prefect server when one answers, as the run targets do; the table
 says which. Writes reports/bench.json.
 """
 

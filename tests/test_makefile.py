@@ -20,3 +20,17 @@ def test_help_is_the_default_goal_and_lists_every_target():
                    "run-dvc", "run-stages", "bench", "test", "clean"):
         assert listed[target], target
     assert "keeps .venv" in listed["clean"]
+
+
+def test_clean_removes_outputs_and_caches_and_keeps_the_rest(built_repo):
+    home = built_repo.path / ".prefect"
+    (home / "storage").mkdir(parents=True)
+    (home / "storage" / "train-0123").write_text("{}")  # an Option B cache record
+    (home / "prefect.db").write_text("run history")
+    (built_repo.path / ".dvc" / "cache" / "runs").mkdir()  # DVC's run-cache (unused with persist)
+    built_repo.run("make", "-s", "clean")
+    for gone in ("data/processed/train.csv", "models/model.joblib", ".dvc/cache/runs", ".prefect/storage"):
+        assert not (built_repo.path / gone).exists(), gone
+    assert (built_repo.path / "data" / "raw" / "iris.csv").is_file()
+    assert (home / "prefect.db").read_text() == "run history"
+    assert built_repo.tracked_changes() == ""  # the tracked reports and DVC's .gitignore files stay
