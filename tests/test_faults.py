@@ -171,9 +171,9 @@ def test_kill_9_mid_stage_then_a_rerun_completes_cleanly(built_repo):
 
 
 def test_two_runs_at_once_queue_and_both_complete(built_repo):
-    built_repo.set_param("train.C", 0.3)
+    built_repo.set_param("split.test_size", 0.25)  # all three stages: the first run holds the lock for seconds
     first = start_flow(built_repo, "--no-show-metrics")
-    read_until(first, r"Running: dvc repro")
+    read_until(first, r"Beginning flow run")  # it holds the lock from before this line
     second = subprocess.Popen(
         [PY, "scripts/flow_stages.py", "--no-show-metrics"], cwd=built_repo.path, env=built_repo.env,
         text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
