@@ -42,6 +42,11 @@ def iris_from_sklearn() -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def recorded_md5() -> str:
+    """The md5 that data/raw/iris.csv.dvc records for the data."""
+    return yaml.safe_load(RECORD.read_text())["outs"][0]["md5"]
+
+
 def pull_from_remote() -> bool:
     remotes = dvc("remote", "list")
     if remotes.returncode != 0 or not remotes.stdout.strip():
@@ -68,7 +73,7 @@ def main() -> int:
     if pull_from_remote():
         return 0
     data = iris_from_sklearn()
-    expected = yaml.safe_load(RECORD.read_text())["outs"][0]["md5"]
+    expected = recorded_md5()
     actual = hashlib.md5(data).hexdigest()
     if actual != expected:
         print(

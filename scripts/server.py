@@ -27,10 +27,10 @@ import urllib.request
 from importlib import metadata
 from pathlib import Path
 
-import yaml
-
 import kit  # first: it moves to the project root, where Prefect reads prefect.toml
 from prefect.settings import get_current_settings
+
+import get_data  # scripts/get_data.py: where the data and its record are
 
 START_TIMEOUT = 90  # a first start creates the database; later ones take a few seconds
 STOP_TIMEOUT = 20
@@ -247,7 +247,7 @@ def _data_line() -> tuple[str, bool]:
     record = RAW.with_name(RAW.name + ".dvc")
     if not RAW.is_file():
         return f"problem: {RAW} missing: `make data` restores it", True
-    expected = yaml.safe_load(record.read_text())["outs"][0]["md5"]
+    expected = get_data.recorded_md5()
     actual = hashlib.md5(RAW.read_bytes()).hexdigest()
     if actual != expected:
         return f"problem: {RAW} has md5 {actual}, not the {expected} recorded in {record}", True

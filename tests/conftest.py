@@ -10,7 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -49,7 +49,6 @@ class Repo:
 
     path: Path
     env: dict[str, str]
-    runs: list[subprocess.CompletedProcess] = field(default_factory=list)
 
     def run(self, *args: str, check: bool = True, timeout: float = RUN_TIMEOUT, **kw) -> subprocess.CompletedProcess:
         """Run a command in the repo; stdout and stderr are merged, as a user sees them."""
@@ -57,7 +56,6 @@ class Repo:
             args, cwd=kw.pop("cwd", self.path), env=kw.pop("env", self.env), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, timeout=timeout, **kw,
         )
-        self.runs.append(proc)
         if check and proc.returncode != 0:
             raise AssertionError(f"{' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-4000:]}")
         return proc
