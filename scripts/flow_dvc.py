@@ -30,7 +30,7 @@ class DvcReproFailed(RuntimeError):
         self.returncode = returncode
 
 
-def _retry_if_transient(task, task_run, state) -> bool:
+def _retry_if_transient(_task, _task_run, state) -> bool:
     """Retry the demo's intentional failure and a repository busy with another DVC command.
 
     A stage that fails on its own (bad code, bad data) fails the same way again: retrying it
@@ -44,7 +44,8 @@ def _retry_if_transient(task, task_run, state) -> bool:
 
 @task(name="check inputs", on_failure=[kit.on_failure])
 def check_inputs(repo: Path) -> None:
-    """Fail before DVC runs, since DVC deletes a stage's outputs before running its command."""
+    """Check params and the raw CSV before DVC runs: one line naming the file and the problem,
+    rather than a stage's traceback partway through the pipeline."""
     load_params(repo / "params.yaml")
     read_dataset(repo / "data" / "raw" / "iris.csv")
 
