@@ -87,14 +87,19 @@ def server_answers(api_url: str, timeout: float = PROBE_SECONDS) -> bool:
         return False
 
 
+def api_request(url: str) -> urllib.request.Request:
+    """A request to the Prefect API carrying this process's basic-auth credentials, if any."""
+    request = urllib.request.Request(url)
+    if secret := get_current_settings().api.auth_string:
+        token = base64.b64encode(secret.get_secret_value().encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    return request
+
+
 def check_credentials(api_url: str) -> None:
     """Fail in one line when the server asks for credentials this process does not have (its
     health check skips auth, so the probe alone cannot tell; the run would die on a 401)."""
-    request = urllib.request.Request(f"{api_url.rstrip('/')}/admin/version")
-    secret = get_current_settings().api.auth_string
-    if secret:
-        token = base64.b64encode(secret.get_secret_value().encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
+    request = api_request(f"{api_url.rstrip('/')}/admin/version")
     try:
         urllib.request.urlopen(request, timeout=PROBE_SECONDS).close()
     except urllib.error.HTTPError as exc:

@@ -12,7 +12,6 @@ changing anything, what to look at when something is off.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import json
@@ -177,7 +176,7 @@ def versions() -> str:
 
 # --- doctor -----------------------------------------------------------------------------------
 
-RAW = Path("data/raw/iris.csv")
+RAW = get_data.RAW.relative_to(kit.ROOT)  # shown relative to the project, as a user types it
 
 
 def prefect_settings_sources() -> list[dict[str, str]]:
@@ -203,11 +202,7 @@ def _spawn(*args: str) -> subprocess.Popen:
 
 def _api_get(url: str) -> object:
     """GET a JSON answer from the API with this shell's credentials, if any."""
-    request = urllib.request.Request(url)
-    if auth := get_current_settings().api.auth_string:
-        token = base64.b64encode(auth.get_secret_value().encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    with urllib.request.urlopen(request, timeout=kit.PROBE_SECONDS) as resp:
+    with urllib.request.urlopen(kit.api_request(url), timeout=kit.PROBE_SECONDS) as resp:
         return json.load(resp)
 
 
@@ -244,7 +239,7 @@ def _server_lines() -> tuple[list[str], bool]:
 
 
 def _data_line() -> tuple[str, bool]:
-    record = RAW.with_name(RAW.name + ".dvc")
+    record = get_data.RECORD.relative_to(kit.ROOT)
     if not RAW.is_file():
         return f"problem: {RAW} missing: `make data` restores it", True
     expected = get_data.recorded_md5()

@@ -58,7 +58,7 @@ def test_the_run_its_task_runs_and_its_metrics_artifact_render_in_chromium(built
     text = {page: render(url, tmp_path / f"{page}.png", tmp_path / "chromium-profile")
             for page, url in pages.items()}
     for page, shown in text.items():
-        assert f"http://127.0.0.1:4200" not in shown and "Can't connect" not in shown, page
+        assert "http://127.0.0.1:4200" not in shown and "Can't connect" not in shown, page
         assert name in shown, page
 
     assert "Completed" in text["view-at"] and "3 Task runs" in text["view-at"]
