@@ -107,11 +107,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     return kit.run_flow(
-        "flow_dvc.py",
-        args.repo,
-        lambda: dvc_pipeline(
-            repo=args.repo, fail_once=args.fail_once, show_metrics=args.show_metrics, return_state=True
-        ),
+        "flow_dvc.py", args.repo, dvc_pipeline,
+        repo=args.repo, fail_once=args.fail_once, show_metrics=args.show_metrics,
     )
 
 

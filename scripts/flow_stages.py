@@ -171,11 +171,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     return kit.run_flow(
-        "flow_stages.py",
-        kit.ROOT,
-        lambda: stage_pipeline(
-            params_path=args.params, fail_once=args.fail_once, show_metrics=args.show_metrics, return_state=True
-        ),
+        "flow_stages.py", kit.ROOT, stage_pipeline,
+        params_path=args.params, fail_once=args.fail_once, show_metrics=args.show_metrics,
     )
 
 

@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLER_CWD = Path.cwd()
@@ -30,9 +30,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # for `import mltoy`
 os.environ.setdefault("DO_NOT_TRACK", "1")  # Prefect's client telemetry (prefect.toml has no key for it)
 
-from prefect import get_run_logger, task  # noqa: E402
+from prefect import Flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import Artifact, create_table_artifact  # noqa: E402
-from prefect.states import State  # noqa: E402
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings  # noqa: E402
 
 import metrics  # noqa: E402  (scripts/metrics.py)
@@ -185,14 +184,14 @@ def terminate_tree(pid: int) -> None:
             pass
 
 
-def run_flow(what: str, repo: Path, start: Callable[[], State]) -> int:
+def run_flow(what: str, repo: Path, pipeline_flow: Flow, /, **parameters: Any) -> int:
     """Run a flow as both entry points do, and return the process's exit status: 0 when the run
     completed, DVC's code when `dvc repro` failed, 130/143 when stopped by Ctrl-C/SIGTERM, else 1."""
     stop_like_ctrl_c()
     try:
         with prefect_connection() as api_url, pipeline_lock(repo, what):
             try:
-                state = start()
+                state = pipeline_flow(**parameters, return_state=True)
             except Exception as exc:
                 _exit_if_server_gone(api_url, exc)
                 raise
