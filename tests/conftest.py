@@ -5,11 +5,16 @@ a user started."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +23,38 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 RUN_TIMEOUT = 300
+
+
+VIEW_AT = re.compile(r"View at http://127\.0\.0\.1:(\d+)/runs/flow-run/([0-9a-f-]{36})")
+
+
+def api(port: int | str, method: str, path: str, body: object = None, auth: str | None = None):
+    """Call the server's REST API; returns (HTTP status, decoded JSON or None)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api{path}", method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+
+
+def view_at(output: str) -> tuple[int, str]:
+    """The port and flow run id of the run's "View at" link."""
+    match = VIEW_AT.search(output)
+    assert match, f"no 'View at' link in:\n{output}"
+    return int(match.group(1)), match.group(2)
+
+
+def flow_run_name(output: str) -> str:
+    match = re.search(r"Beginning flow run '([\w-]+)'", output)
+    assert match, output
+    return match.group(1)
 
 
 def free_port() -> int:

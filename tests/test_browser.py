@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import metrics
-from test_server import api, flow_run_name, view_at
+from conftest import api, flow_run_name, view_at
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(

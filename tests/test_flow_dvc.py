@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+from conftest import view_at
+
 STAGES = ("prepare", "train", "evaluate")
 OUTPUTS = (
     "data/processed/train.csv",
@@ -13,12 +15,6 @@ OUTPUTS = (
     "reports/metrics.json",
     "reports/predictions.csv",
 )
-
-
-def flow_run_id(output: str) -> str:
-    match = re.search(r"View at http://127\.0\.0\.1:\d+/runs/flow-run/([0-9a-f-]{36})", output)
-    assert match, f"no 'View at' link in:\n{output}"
-    return match.group(1)
 
 
 def ran(output: str) -> set[str]:
@@ -60,7 +56,7 @@ def test_first_run_then_no_change_then_params_change(repo):
     second = repo.py("scripts/flow_dvc.py").stdout
     assert skipped(second) == set(STAGES) and ran(second) == set()
     assert "Data and pipelines are up to date." in second
-    assert flow_run_id(second) != flow_run_id(first)  # a new flow run all the same
+    assert view_at(second)[1] != view_at(first)[1]  # a new flow run all the same
     assert {p: repo.read(p) for p in OUTPUTS} == before
 
     repo.set_param("split.test_size", 0.25)

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import metrics
 from conftest import PY
-from test_server import api, view_at
+from conftest import api, view_at
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 

@@ -6,55 +6,21 @@ a free port with the test's own Prefect home); the rest use the session's server
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import re
 import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import PY, Repo, free_port
+from conftest import PY, Repo, api, flow_run_name, free_port, view_at
 
 # What a machine without internet must not show: telemetry, update checks and the "database is
 # locked" traceback a temporary server's telemetry heartbeat logged when its settings were missing.
 NOISE = re.compile(r"telemetry|Failed to send|database is locked|Traceback", re.I)
-VIEW_AT = re.compile(r"View at http://127\.0\.0\.1:(\d+)/runs/flow-run/([0-9a-f-]{36})")
 VENV = Path(PY).parent.parent
-
-
-def api(port: int | str, method: str, path: str, body: object = None, auth: str | None = None):
-    """Call the server's REST API; returns (HTTP status, decoded JSON or None)."""
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api{path}", method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    if auth:
-        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, None
-
-
-def view_at(output: str) -> tuple[int, str]:
-    """The port and flow run id of the run's "View at" link."""
-    match = VIEW_AT.search(output)
-    assert match, f"no 'View at' link in:\n{output}"
-    return int(match.group(1)), match.group(2)
-
-
-def flow_run_name(output: str) -> str:
-    match = re.search(r"Beginning flow run '([\w-]+)'", output)
-    assert match, output
-    return match.group(1)
 
 
 def assert_quiet(text: str) -> None:
@@ -119,9 +85,8 @@ class Kit:
         return self.home / "server.pid"
 
 
-@pytest.fixture
-def kit(repo):
-    """A fresh copy on its own port; any server a test left running is stopped at the end."""
+def _kit_on_its_own_port(repo: Repo):
+    """A copy on its own port; any server a test left running is stopped at the end."""
     k = Kit(repo)
     yield k
     if k.pid_file.exists():
@@ -129,11 +94,13 @@ def kit(repo):
 
 
 @pytest.fixture
+def kit(repo):
+    yield from _kit_on_its_own_port(repo)
+
+
+@pytest.fixture
 def built_kit(built_repo):
-    k = Kit(built_repo)
-    yield k
-    if k.pid_file.exists():
-        k.server("stop")
+    yield from _kit_on_its_own_port(built_repo)
 
 
 def test_start_twice_runs_one_server_stop_frees_the_port_and_stops_only_ours(kit, tmp_path):
