@@ -24,6 +24,9 @@ DATA := data/raw/iris.csv
 LOCK := .dvc/tmp/kit-pipeline.lock
 UV_VERSION := 0.13.9
 
+# The knobs both run targets share, as the flows' flags.
+FLOW_FLAGS = $(if $(filter 1,$(FAIL_ONCE)),--fail-once) $(if $(filter 0,$(SHOW_METRICS)),--no-show-metrics)
+
 ifneq ($(PREFECT_HOST),)
 export PREFECT_SERVER_API_HOST := $(PREFECT_HOST)
 endif
@@ -94,13 +97,11 @@ doctor: $(STAMP)
 
 .PHONY: run-dvc  ## Option A: a Prefect flow runs `dvc repro` (FAIL_ONCE=1, SHOW_METRICS=0)
 run-dvc: $(DATA)
-	@$(PY) scripts/flow_dvc.py $(if $(filter 1,$(FAIL_ONCE)),--fail-once) \
-		$(if $(filter 0,$(SHOW_METRICS)),--no-show-metrics)
+	@$(PY) scripts/flow_dvc.py $(FLOW_FLAGS)
 
 .PHONY: run-stages  ## Option B: Prefect runs the stages itself, cached (PARAMS=, FAIL_ONCE=1, SHOW_METRICS=0)
 run-stages: $(DATA)
-	@$(PY) scripts/flow_stages.py --params $(PARAMS) $(if $(filter 1,$(FAIL_ONCE)),--fail-once) \
-		$(if $(filter 0,$(SHOW_METRICS)),--no-show-metrics)
+	@$(PY) scripts/flow_stages.py --params $(PARAMS) $(FLOW_FLAGS)
 
 .PHONY: bench  ## Time dvc repro, run-dvc and run-stages side by side (BENCH_RUNS=3); reports/bench.json
 bench: $(DATA)

@@ -8,6 +8,7 @@ Outputs are written atomically, so a stage that fails or is killed leaves the la
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -120,15 +121,9 @@ def read_dataset(path: Path) -> pd.DataFrame:
     if list(df.columns) != COLUMNS:
         missing = [c for c in COLUMNS if c not in df.columns]
         unexpected = [c for c in df.columns if c not in COLUMNS]
-        detail = "; ".join(
-            part
-            for part in (
-                f"missing columns {missing}" if missing else "",
-                f"unexpected columns {unexpected}" if unexpected else "",
-            )
-            if part
-        )
-        raise DataError(f"{path}: expected columns {COLUMNS}: {detail or 'wrong order'}")
+        problems = [f"missing columns {missing}"] if missing else []
+        problems += [f"unexpected columns {unexpected}"] if unexpected else []
+        raise DataError(f"{path}: expected columns {COLUMNS}: {'; '.join(problems) or 'wrong order'}")
     if df.empty:
         raise DataError(f"{path}: no data rows")
     for col in FEATURES:
@@ -151,7 +146,7 @@ def _check_splittable(df: pd.DataFrame, path: Path, p: SplitParams) -> None:
     counts = df[LABEL].value_counts()
     if len(counts) < 2:
         raise DataError(f"{path}: column {LABEL!r} has a single class ({counts.index[0]!r}); need 2+")
-    n_test = int(-(-len(df) * p.test_size // 1))  # ceil, as scikit-learn rounds the test size
+    n_test = math.ceil(len(df) * p.test_size)  # as scikit-learn rounds the test size
     if counts.min() < 2 or n_test < len(counts) or len(df) - n_test < len(counts):
         raise DataError(
             f"{path}: too few rows ({len(df)}, smallest class {counts.min()}) for a stratified "
