@@ -35,8 +35,6 @@ from prefect.artifacts import Artifact, create_table_artifact  # noqa: E402
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings  # noqa: E402
 
 import metrics  # noqa: E402  (scripts/metrics.py)
-from mltoy.params import ParamsError  # noqa: E402
-from mltoy.pipeline import DataError  # noqa: E402
 
 # How long a server may take to answer its health check before the run goes on without it:
 # nothing listening fails at once; a busy server can take a few seconds.
@@ -205,6 +203,10 @@ def run_flow(what: str, repo: Path, pipeline_flow: Flow, /, **parameters: Any) -
     if state.is_completed():
         return 0
     exc = state.result(raise_on_failure=False)
+    # Imported here: scripts/server.py imports this module too, and needs no pandas.
+    from mltoy.params import ParamsError
+    from mltoy.pipeline import DataError
+
     if isinstance(exc, (ParamsError, DataError)):
         print(f"error: {exc}", file=sys.stderr)
     return getattr(exc, "returncode", 1)
