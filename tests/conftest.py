@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -104,8 +105,6 @@ class Repo:
         return (self.path / rel).read_bytes()
 
     def set_param(self, dotted: str, value: object) -> None:
-        import yaml
-
         params = yaml.safe_load((self.path / "params.yaml").read_text())
         section, key = dotted.split(".")
         params[section][key] = value
