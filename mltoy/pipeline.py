@@ -7,6 +7,7 @@ Outputs are written atomically, so a stage that fails or is killed leaves the la
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import joblib
+import numpy as np
 import pandas as pd
 
 from mltoy.params import Params, PreprocessParams, SplitParams, TrainParams
@@ -23,6 +25,17 @@ if TYPE_CHECKING:
 
 # scikit-learn is imported by the cores that use it, not here: its import takes seconds, and a
 # flow that only checks inputs, or finds every stage cached, needs none of it.
+
+# Same data and params, same model bytes on every CPU. A float's last digits depend on the order a
+# BLAS kernel adds in, which differs between CPUs, and an optimizer that stops early carries those
+# differences into the model: with lbfgs, four x86 OpenBLAS kernels gave four model md5s, and
+# unscaled features with a large C gave coefficients 10% apart. So the fit is solved to its
+# optimum (Newton's method, unique for an L2-penalised logistic regression; kernels then agree to
+# about 1e-11) and the stored model keeps each fitted number to 6 significant digits: the same
+# bytes everywhere, and no prediction moves (a sample would have to lie within 1e-6 of the
+# decision boundary).
+SIGNIFICANT_DIGITS = 6
+SOLVER_TOL = 1e-8
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 LABEL = "species"
@@ -52,8 +65,24 @@ def fit(train: pd.DataFrame, pre: PreprocessParams, p: TrainParams) -> Pipeline:
     from sklearn.preprocessing import StandardScaler
 
     steps = [("scale", StandardScaler())] if pre.standardize else []
-    steps.append(("clf", LogisticRegression(C=p.C, max_iter=p.max_iter)))
+    clf = LogisticRegression(C=p.C, max_iter=p.max_iter, solver="newton-cholesky", tol=SOLVER_TOL)
+    steps.append(("clf", clf))
     return Pipeline(steps).fit(train[FEATURES], train[LABEL])
+
+
+def canonical(model: Pipeline) -> Pipeline:
+    """A copy of the fitted model with every fitted float rounded to SIGNIFICANT_DIGITS.
+
+    Python's decimal formatting rounds correctly on every platform, so equal-to-the-last-digits
+    inputs give equal outputs. Fitted attributes are sklearn's trailing-underscore ones.
+    """
+    model = copy.deepcopy(model)
+    for _, step in model.steps:
+        for name, value in vars(step).items():
+            if name.endswith("_") and isinstance(value, np.ndarray) and value.dtype.kind == "f":
+                rounded = [float(f"{v:.{SIGNIFICANT_DIGITS}g}") for v in value.flat]
+                setattr(step, name, np.array(rounded, dtype=value.dtype).reshape(value.shape))
+    return model
 
 
 def score(model: Pipeline, test: pd.DataFrame) -> tuple[dict[str, float], pd.DataFrame]:
@@ -81,7 +110,7 @@ def stage_prepare(raw_csv: Path, train_csv: Path, test_csv: Path, params: Params
 
 def stage_train(train_csv: Path, model_path: Path, params: Params) -> None:
     model = fit(read_dataset(train_csv), params.preprocess, params.train)
-    _write_atomic(model_path, lambda tmp: joblib.dump(model, tmp))
+    _write_atomic(model_path, lambda tmp: joblib.dump(canonical(model), tmp))
 
 
 def stage_evaluate(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import joblib
 import pandas as pd
 import pytest
 import yaml
@@ -178,3 +180,70 @@ def test_cli_runs_the_stages_and_reports_errors(tmp_path, raw):
     bad = run("train", "--train", "tr.csv", "--model", "m.joblib", "--params", "nope.yaml")
     assert bad.returncode == 1
     assert bad.stderr == "error: nope.yaml: params file not found\n"
+
+
+def test_the_stored_model_keeps_six_significant_digits_so_last_bit_noise_is_gone(params):
+    """What a different BLAS kernel changes (the last bits) vanishes; what it keeps is stated.
+
+    The values are set by hand, so this holds on any machine."""
+    import numpy as np
+
+    train, _ = pipeline.split(iris_like(), params.split)
+    model = pipeline.fit(train, params.preprocess, params.train)
+    clf = model.named_steps["clf"]
+    clf.coef_ = np.full(clf.coef_.shape, 0.123456789012)
+    noisy = pipeline.canonical(model)
+    clf.coef_ = np.nextafter(clf.coef_, 1.0)  # one ulp up: another kernel's answer
+    assert clf.coef_[0, 0] != 0.123456789012
+    other = pipeline.canonical(model)
+    assert noisy.named_steps["clf"].coef_[0, 0] == 0.123457 == other.named_steps["clf"].coef_[0, 0]
+    assert model.named_steps["clf"].coef_[0, 0] != 0.123457  # canonical works on a copy
+    dump = lambda m: (lambda b: (joblib.dump(m, b), b.getvalue())[1])(io.BytesIO())  # noqa: E731
+    assert dump(noisy) == dump(other)
+
+
+def test_rounding_the_model_moves_no_prediction(params):
+    test_rows = iris_like(30)
+    train, _ = pipeline.split(iris_like(), params.split)
+    for standardize in (True, False):
+        pre = params.preprocess.model_copy(update={"standardize": standardize})
+        model = pipeline.fit(train, pre, params.train)
+        stored = pipeline.canonical(model)
+        assert list(stored.predict(test_rows[pipeline.FEATURES])) == list(model.predict(test_rows[pipeline.FEATURES]))
+
+
+KERNEL_NEEDS = {"Prescott": "sse3", "Sandybridge": "avx", "Haswell": "avx2", "SkylakeX": "avx512f"}
+
+
+def test_every_openblas_kernel_this_cpu_runs_stores_the_same_model(tmp_path):
+    """OPENBLAS_CORETYPE stands in for other machines: a model trained under each kernel this CPU
+    supports has the same bytes, for the shipped params and for an ill-conditioned fit (unscaled
+    features, large C), where an early-stopping optimizer gives visibly different coefficients."""
+    flags = set()
+    if Path("/proc/cpuinfo").is_file():
+        flags = {f for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags") for f in line.split()}
+    kernels = [k for k, flag in KERNEL_NEEDS.items() if flag in flags]
+    if len(kernels) < 2:
+        pytest.skip("not an x86 CPU with two OpenBLAS kernels to compare")
+    hard = {**PARAMS, "preprocess": {"standardize": False}, "train": {"C": 10.0, "max_iter": 200}}
+    script = (
+        "import sys, hashlib; from pathlib import Path; from mltoy import pipeline; from mltoy.params import parse_params\n"
+        "import json; configs = json.loads(sys.argv[2]); out = Path(sys.argv[1])\n"
+        "for i, c in enumerate(configs):\n"
+        "    p = parse_params(c)\n"
+        "    pipeline.stage_prepare(out / 'raw.csv', out / f'tr{i}.csv', out / f'te{i}.csv', p)\n"
+        "    pipeline.stage_train(out / f'tr{i}.csv', out / f'm{i}.joblib', p)\n"
+        "    print(hashlib.md5((out / f'm{i}.joblib').read_bytes()).hexdigest())\n"
+    )
+    from sklearn.datasets import load_iris  # the real data: its unscaled fit is the ill-conditioned one
+
+    iris = load_iris(as_frame=True)
+    frame = iris.data.set_axis(pipeline.FEATURES, axis=1).assign(species=iris.target_names[iris.target])
+    frame.to_csv(tmp_path / "raw.csv", index=False)
+    env = {**os.environ, "PYTHONPATH": str(Path(pipeline.__file__).parent.parent)}
+    md5s = {}
+    for kernel in kernels:
+        proc = subprocess.run([sys.executable, "-c", script, str(tmp_path), json.dumps([PARAMS, hard])],
+                              env={**env, "OPENBLAS_CORETYPE": kernel}, capture_output=True, text=True, check=True)
+        md5s[kernel] = proc.stdout.split()
+    assert len({tuple(v) for v in md5s.values()}) == 1, md5s
