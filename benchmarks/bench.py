@@ -1,6 +1,6 @@
 """Time the ways of running the pipeline side by side, in one run, from the same repo state.
 
-    python benchmarks/bench.py [--runs N]        (make bench [BENCH_RUNS=N])
+    make bench [BENCH_RUNS=N]        (PYTHONPATH=scripts python benchmarks/bench.py [--runs N])
 
 Works in a temporary copy of the kit (sharing .venv), so the working tree is untouched. Each
 case is timed N times, round robin (one of each, then again), so load on a shared machine falls
@@ -25,7 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from project import ROOT  # scripts/project.py
+
 FLOOR = """
 import sys
 from mltoy.params import load_params

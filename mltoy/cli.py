@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from mltoy import pipeline
-from mltoy.params import ParamsError, load_params
+from mltoy import InputError
+from mltoy.params import load_params
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +35,8 @@ def stage_paths(args: argparse.Namespace) -> dict[str, Path]:
 
 def run(args: argparse.Namespace) -> None:
     """Run the stage that `args` (parsed by build_parser) names."""
+    from mltoy import pipeline  # here: the parser alone (Option B reads dvc.yaml with it) needs no pandas
+
     params = load_params(args.params)  # every stage validates the whole file: one schema
     paths = stage_paths(args)
     if args.stage == "prepare":
@@ -49,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         run(args)
-    except (ParamsError, pipeline.DataError) as exc:
+    except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -7,6 +7,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mltoy import InputError
+
 
 class _Section(BaseModel):
     # strict: "0.1" (a string) is not a float; extra="forbid": a typo is an error, not ignored.
@@ -33,7 +35,7 @@ class Params(_Section):
     train: TrainParams
 
 
-class ParamsError(ValueError):
+class ParamsError(InputError):
     """params.yaml is missing, unreadable or invalid; the message is one line naming file and key."""
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +17,8 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from mltoy import InputError
+from mltoy.files import write_atomic
 from mltoy.params import Params, PreprocessParams, SplitParams, TrainParams
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ LABEL = "species"
 COLUMNS = [*FEATURES, LABEL]
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """An input file is missing or malformed; the message is one line naming the file."""
 
 
@@ -100,17 +101,23 @@ def score(model: Pipeline, test: pd.DataFrame) -> tuple[dict[str, float], pd.Dat
 # --- stages: thin file I/O around the cores ---------------------------------------------------
 
 
+def read_raw(raw_csv: Path, p: SplitParams) -> pd.DataFrame:
+    """The raw dataset, checked for everything prepare needs: an iris-shaped CSV that `split`
+    can split with these params. The flows call it to check the data before DVC sees it."""
+    df = read_dataset(raw_csv, restore_hint="; run `make data` to restore it")
+    _check_splittable(df, raw_csv, p)
+    return df
+
+
 def stage_prepare(raw_csv: Path, train_csv: Path, test_csv: Path, params: Params) -> None:
-    df = read_dataset(raw_csv)
-    _check_splittable(df, raw_csv, params.split)
-    train, test = split(df, params.split)
+    train, test = split(read_raw(raw_csv, params.split), params.split)
     write_csv(train, train_csv)
     write_csv(test, test_csv)
 
 
 def stage_train(train_csv: Path, model_path: Path, params: Params) -> None:
     model = fit(read_dataset(train_csv), params.preprocess, params.train)
-    _write_atomic(model_path, lambda tmp: joblib.dump(canonical(model), tmp))
+    write_atomic(model_path, lambda tmp: joblib.dump(canonical(model), tmp))
 
 
 def stage_evaluate(
@@ -123,7 +130,7 @@ def stage_evaluate(
         raise DataError(f"{model_path}: model not found; run the train stage first") from None
     metrics, predictions = score(model, test)
     write_csv(predictions, predictions_path)
-    _write_atomic(metrics_path, lambda tmp: Path(tmp).write_text(format_metrics(metrics)))
+    write_atomic(metrics_path, lambda tmp: Path(tmp).write_text(format_metrics(metrics)))
     return metrics
 
 
@@ -135,12 +142,11 @@ def format_metrics(metrics: dict[str, float]) -> str:
     return json.dumps(metrics, indent=2, sort_keys=True) + "\n"
 
 
-def read_dataset(path: Path) -> pd.DataFrame:
+def read_dataset(path: Path, restore_hint: str = "") -> pd.DataFrame:
     """Read an iris-shaped CSV and say clearly what is wrong with it, if anything."""
     path = Path(path)
     if not path.is_file():
-        hint = "; run `make data` to restore it" if path.name == "iris.csv" else ""
-        raise DataError(f"{path}: file not found{hint}")
+        raise DataError(f"{path}: file not found{restore_hint}")
     try:
         df = pd.read_csv(path)
     except pd.errors.EmptyDataError:
@@ -184,20 +190,4 @@ def _check_splittable(df: pd.DataFrame, path: Path, p: SplitParams) -> None:
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> None:
-    _write_atomic(path, lambda tmp: df.to_csv(tmp, index=False, lineterminator="\n"))
-
-
-def _write_atomic(path: Path, write) -> None:
-    """Write to a temporary file beside `path`, then rename it over `path`.
-
-    The temporary name is fixed, so a run killed mid-write leaves at most one stray file, and
-    the next write of the same output replaces it.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, lambda tmp: df.to_csv(tmp, index=False, lineterminator="\n"))

@@ -8,172 +8,132 @@ options run the same pipeline, and Prefect's cache skips a stage by DVC's rule.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import shlex
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import kit  # first: it moves to the project root, where Prefect reads prefect.toml
-import yaml
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import CachePolicy
-from prefect.context import TaskRunContext
-from prefect.results import ResultStore
-from prefect.runtime import task_run
+import project
 
-from mltoy import cli, pipeline
-from mltoy.params import Params, load_params
+project.enter()  # first: Prefect reads prefect.toml from the project root when it is imported
 
+from prefect import Task, flow, get_run_logger, task  # noqa: E402
+from prefect.cache_policies import CachePolicy  # noqa: E402
+from prefect.context import TaskRunContext  # noqa: E402
+from prefect.results import get_result_store  # noqa: E402
 
-@dataclass(frozen=True)
-class Stage:
-    """One stage of dvc.yaml, as Option B needs it."""
+import runs  # noqa: E402
+from dvc_yaml import Stage, read_stages  # noqa: E402
+from hooks import on_failure  # noqa: E402
+from mltoy.files import md5_file  # noqa: E402
+from mltoy.params import Params, load_params  # noqa: E402
+from retries import fail_first_attempt  # noqa: E402
+from shared_tasks import metrics_summary  # noqa: E402
 
-    name: str
-    paths: dict[str, Path]  # the stage function's path arguments, parsed from the stage's cmd
-    deps: tuple[str, ...]  # relative to the repository, as in dvc.yaml
-    outs: tuple[str, ...]
-    params: tuple[str, ...]  # dotted keys, e.g. "train.C"
-
-
-def read_stages(repo: Path) -> dict[str, Stage]:
-    """dvc.yaml's stages. Each cmd is parsed by the stage CLI's own parser, so a path changed in
-    dvc.yaml changes here too: there is no second copy to drift."""
-    stages = {}
-    for name, spec in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"].items():
-        argv = shlex.split(spec["cmd"])
-        if argv[:3] != ["python", "-m", "mltoy.cli"]:
-            raise ValueError(f"dvc.yaml: stage {name!r} does not run mltoy.cli: {spec['cmd']}")
-        args = cli.build_parser().parse_args(argv[3:])
-        for path in [*cli.stage_paths(args).values(), *spec.get("deps", [])]:
-            if not (repo / path).resolve().is_relative_to(repo.resolve()):
-                raise ValueError(f"dvc.yaml: stage {name!r}: {path} is outside the repository")
-        outs = [next(iter(o)) if isinstance(o, dict) else o for key in ("outs", "metrics", "plots") for o in spec.get(key, [])]
-        stages[name] = Stage(
-            name=name,
-            paths={k: repo / v for k, v in cli.stage_paths(args).items()},
-            deps=tuple(spec.get("deps", [])),
-            outs=tuple(outs),
-            params=tuple(spec.get("params", [])),
-        )
-    return stages
+Outputs = dict[str, str | None]  # each output's md5, None where it is missing
 
 
 # --- caching with DVC's semantics -------------------------------------------------------------
 
 
-def md5_file(path: Path) -> str | None:
-    try:
-        return hashlib.md5(path.read_bytes()).hexdigest()
-    except FileNotFoundError:
-        return None
+def stage_key(stage: Stage, params: Params) -> str:
+    """What DVC's dvc.lock records of a stage's inputs: its paths, the md5 of each dep (its code
+    and data) and the values of the params it reads."""
+    spec = {
+        "deps": {dep: md5_file(project.ROOT / dep) for dep in stage.deps},
+        "params": {key: _param(params, key) for key in stage.params},
+        "paths": {k: str(v.relative_to(project.ROOT)) for k, v in stage.paths.items()},
+    }
+    return f"{stage.name}-{hashlib.md5(json.dumps(spec, sort_keys=True).encode()).hexdigest()}"
 
 
-def param_value(params: Params, dotted: str) -> Any:
+def outputs_state(stage: Stage) -> Outputs:
+    """What a run of the stage left behind."""
+    return {out: md5_file(project.ROOT / out) for out in stage.outs}
+
+
+def _param(params: Params, dotted: str) -> Any:
     value: Any = params
     for part in dotted.split("."):
         value = getattr(value, part)
     return value
 
 
-def outputs_state(stage: Stage) -> dict[str, str | None]:
-    """What a run of the stage left behind: each output's md5 (None where it is missing)."""
-    return {out: md5_file(kit.ROOT / out) for out in stage.outs}
-
-
 class StageCache(CachePolicy):
-    """A stage's cache key is its cmd, the md5 of each dep (its code and inputs) and the values
-    of the params it reads: what DVC's dvc.lock records. A stored result holds the md5 of each
-    output as the stage wrote it; when the files on disk no longer match (deleted, edited), the
-    record is evicted here, so the lookup misses and the stage runs again and records afresh."""
+    """A stage is cached on stage_key; its stored result is the md5 of each output it wrote."""
 
     def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters, **kwargs) -> str:
-        stage: Stage = inputs["stage"]
-        spec = {
-            "deps": {dep: md5_file(kit.ROOT / dep) for dep in stage.deps},
-            "params": {key: param_value(inputs["params"], key) for key in stage.params},
-            "paths": {k: str(v.relative_to(kit.ROOT)) for k, v in stage.paths.items()},
-        }
-        key = f"{stage.name}-{hashlib.md5(json.dumps(spec, sort_keys=True).encode()).hexdigest()}"
-        store = task_ctx.result_store
-        if store.exists(key) and store.read(key).result != outputs_state(stage):
-            _evict(store, key)
-        return key
+        return stage_key(inputs["stage"], inputs["params"])
 
 
-def _evict(store: ResultStore, key: str) -> None:
-    """Delete a cache record (ResultStore has no delete in Prefect 3.9; local storage only)."""
-    path = Path(store.result_storage._resolve_path(key))
-    store.cache.pop(str(path), None)  # the store's in-process copy
-    path.unlink(missing_ok=True)
+def run_cached(stage_task: Task, stage: Stage, params: Params, **kwargs: Any) -> Outputs:
+    """Call a stage's task, with DVC's rule for outputs: a cached result counts only while the
+    outputs on disk are the ones it recorded. When they were deleted or edited, the task runs
+    again (refresh_cache), records afresh, and the next run finds it cached."""
+    store = get_result_store().update_for_task(stage_task)
+    key = stage_key(stage, params)
+    intact = store.exists(key) and store.read(key).result == outputs_state(stage)
+    return stage_task.with_options(refresh_cache=not intact)(stage, params, **kwargs)
 
 
 def stage_task(name: str, **options: Any):
-    """Declare a stage's task: cached by StageCache, its result (the outputs' md5) kept as JSON
-    in the project's Prefect home (.prefect/storage), which `make clean` clears."""
-    return task(
-        name=name,
-        cache_policy=StageCache(),
-        persist_result=True,
-        result_serializer="json",
-        on_failure=[kit.on_failure],
-        **options,
-    )
+    """Declare a stage's task: cached by StageCache, its result kept as JSON in the project's
+    Prefect home (.prefect/storage), which `make clean` clears."""
+    return task(name=name, cache_policy=StageCache(), persist_result=True, result_serializer="json",
+                on_failure=[on_failure], **options)
 
 
 # --- the stages as tasks ----------------------------------------------------------------------
+# Each task imports its stage function when it runs: pandas and joblib cost a cached run 0.5 s.
 
 
-def run_stage(stage: Stage, function, **kwargs: Any) -> dict[str, str | None]:
+def run_stage(stage: Stage, function, **kwargs: Any) -> Outputs:
     get_run_logger().info("Running stage %r", stage.name)
     function(**stage.paths, **kwargs)
     return outputs_state(stage)
 
 
 @stage_task("prepare")
-def prepare(stage: Stage, params: Params) -> dict[str, str | None]:
-    return run_stage(stage, pipeline.stage_prepare, params=params)
+def prepare(stage: Stage, params: Params) -> Outputs:
+    from mltoy.pipeline import stage_prepare
+
+    return run_stage(stage, stage_prepare, params=params)
 
 
 @stage_task("train", retries=1, retry_delay_seconds=2)
-def train(stage: Stage, params: Params, fail_once: bool = False) -> dict[str, str | None]:
-    if fail_once and task_run.run_count == 1:
-        raise RuntimeError("Intentional one-time failure to demonstrate retries.")
-    return run_stage(stage, pipeline.stage_train, params=params)
+def train(stage: Stage, params: Params, fail_once: bool = False) -> Outputs:
+    from mltoy.pipeline import stage_train
+
+    fail_first_attempt(fail_once)
+    return run_stage(stage, stage_train, params=params)
 
 
 @stage_task("evaluate")
-def evaluate(stage: Stage, params: Params) -> dict[str, str | None]:
-    return run_stage(stage, pipeline.stage_evaluate)
+def evaluate(stage: Stage, params: Params) -> Outputs:
+    from mltoy.pipeline import stage_evaluate
+
+    return run_stage(stage, stage_evaluate)
 
 
-@flow(name="Prefect owned stage DAG", on_failure=[kit.on_failure])
-def stage_pipeline(params_path: Path = kit.ROOT / "params.yaml", fail_once: bool = False, show_metrics: bool = True) -> None:
-    stages = read_stages(kit.ROOT)
+@flow(name="Prefect owned stage DAG", on_failure=[on_failure])
+def stage_pipeline(params_path: Path = project.ROOT / project.PARAMS, fail_once: bool = False,
+                   show_metrics: bool = True) -> None:
+    stages = read_stages(project.ROOT)
     params = load_params(params_path)
-    prepare(stages["prepare"], params)
-    # --fail-once: train runs even when cached, so its retry shows.
-    train.with_options(refresh_cache=fail_once)(stages["train"], params, fail_once=fail_once)
-    evaluate(stages["evaluate"], params)
-    kit.metrics_summary(stages["evaluate"].paths["metrics_path"], show=show_metrics)
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = kit.flow_parser(__doc__, "fail train's first attempt, to show its retry")
-    parser.add_argument("--params", type=kit.user_path, default=kit.ROOT / "params.yaml", help="params file (default: params.yaml)")
-    return parser.parse_args(argv)
+    prepared = run_cached(prepare, stages["prepare"], params)
+    trained = run_cached(train, stages["train"], params, fail_once=fail_once, wait_for=[prepared])
+    evaluated = run_cached(evaluate, stages["evaluate"], params, wait_for=[trained])
+    metrics_summary(stages["evaluate"].paths["metrics_path"], show=show_metrics, wait_for=[evaluated])
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    return kit.run_flow(
-        "flow_stages.py", kit.ROOT, stage_pipeline,
-        params_path=args.params, fail_once=args.fail_once, show_metrics=args.show_metrics,
-    )
+    parser = runs.flow_parser(__doc__, "fail train's first attempt, to show its retry")
+    parser.add_argument("--params", type=project.user_path, default=project.ROOT / project.PARAMS,
+                        help="params file (default: params.yaml)")
+    args = parser.parse_args(argv)
+    return runs.run_flow("flow_stages.py", project.ROOT, stage_pipeline,
+                         params_path=args.params, fail_once=args.fail_once, show_metrics=args.show_metrics)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,10 @@
 
     python scripts/metrics.py [PATH]      (default: reports/metrics.json)
 
-HEAD's copy is the baseline `dvc metrics diff` uses too. Both flows use this module for their
-"metrics summary" task, which also publishes the metrics as a Prefect table artifact
-(`ARTIFACT_KEY`) with the change against the previous published run: the table and its
-description are built here, from plain values, so they are tested without Prefect.
+HEAD's copy is the baseline `dvc metrics diff` uses too. The flows' "metrics summary" task
+(shared_tasks.py) also publishes the metrics as a Prefect table artifact (`ARTIFACT_KEY`), with
+the change against the previous published run: the table and its description are built here,
+from plain values, so they are tested without Prefect.
 """
 
 from __future__ import annotations
@@ -17,8 +17,12 @@ from datetime import datetime
 from pathlib import Path
 
 DEFAULT = Path("reports/metrics.json")
-# One key for every run of either flow: the UI's Artifacts page keeps the history under it.
+# One key for every run of every flow: the UI's Artifacts page keeps the history under it.
 ARTIFACT_KEY = "pipeline-metrics"
+
+
+class MetricsError(ValueError):
+    """A metrics file is missing or is not a JSON object of numbers; one line naming it."""
 
 
 def read_metrics(path: Path) -> dict[str, float]:
@@ -26,19 +30,29 @@ def read_metrics(path: Path) -> dict[str, float]:
     try:
         return parse_metrics(path.read_text(encoding="utf-8"), str(path))
     except FileNotFoundError:
-        raise SystemExit(f"error: {path}: no metrics file; run the pipeline first") from None
+        raise MetricsError(f"{path}: no metrics file; run the pipeline first") from None
 
 
 def parse_metrics(text: str, source: str) -> dict[str, float]:
+    """A JSON object of numbers; nested objects, as DVC allows, are flattened to dotted names."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SystemExit(f"error: {source}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in data.values()
-    ):
-        raise SystemExit(f"error: {source}: expected a JSON object of numbers")
-    return data
+        raise MetricsError(f"{source}: not valid JSON ({exc})") from None
+    flat = _flatten(data) if isinstance(data, dict) else None
+    if not flat or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat.values()):
+        raise MetricsError(f"{source}: expected a JSON object of numbers")
+    return flat
+
+
+def _flatten(data: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def committed_metrics(path: Path) -> dict[str, float] | None:
@@ -107,7 +121,11 @@ def artifact_description(source: str, previous_at: datetime | None) -> str:
 
 def main(argv: list[str]) -> int:
     path = Path(argv[0]) if argv else DEFAULT
-    print(format_table(read_metrics(path), committed_metrics(path)))
+    try:
+        print(format_table(read_metrics(path), committed_metrics(path)))
+    except MetricsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

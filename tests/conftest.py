@@ -52,6 +52,18 @@ def view_at(output: str) -> tuple[int, str]:
     return int(match.group(1)), match.group(2)
 
 
+def upstream(port: int | str, run_id: str) -> dict[str, set[str]]:
+    """Each task of a flow run (by its name without the run suffix) and the tasks it waits for,
+    as the UI's graph draws them: from the task runs' inputs that the API records."""
+    _, tasks = api(port, "POST", "/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}})
+    names = {t["id"]: t["name"].rsplit("-", 1)[0] for t in tasks}
+    return {
+        names[t["id"]]: {names[i["id"]] for inputs in t["task_inputs"].values() for i in inputs
+                         if i.get("input_type") == "task_run"}
+        for t in tasks
+    }
+
+
 def flow_run_name(output: str) -> str:
     match = re.search(r"Beginning flow run '([\w-]+)'", output)
     assert match, output

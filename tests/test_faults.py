@@ -21,6 +21,7 @@ from conftest import PY, free_port
 
 KEPT = (
     "dvc.lock",
+    "data/raw/iris.csv.dvc",
     "data/processed/train.csv",
     "data/processed/test.csv",
     "models/model.joblib",
@@ -28,10 +29,15 @@ KEPT = (
     "reports/predictions.csv",
 )
 FLOWS = ("scripts/flow_dvc.py", "scripts/flow_stages.py")
+HEADER = "sepal_length,sepal_width,petal_length,petal_width,species\n"
 
 
-def kept(repo) -> dict[str, bytes]:
-    return {p: repo.read(p) for p in KEPT}
+def kept(repo) -> dict[str, object]:
+    """What a failed run must leave as it was: the tracked files and outputs, byte for byte, and
+    what DVC's cache holds (bad data recorded there would come back with `make data`)."""
+    cache = repo.path / ".dvc" / "cache"
+    return {**{p: repo.read(p) for p in KEPT},
+            "DVC cache": sorted(str(f.relative_to(cache)) for f in cache.rglob("*") if f.is_file())}
 
 
 def error_line(proc) -> str:
@@ -40,44 +46,50 @@ def error_line(proc) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize(
-    ("flow", "old", "new", "message"),
-    [
-        ("scripts/flow_dvc.py", "test_size: 0.3", "test_size: 1.3", "split.test_size: input should be less than 1 (got 1.3)"),
-        ("scripts/flow_dvc.py", "C: 0.1", "C: [", "YAML syntax error at line"),
-        ("scripts/flow_stages.py", "max_iter: 200", "max_iterr: 200", "train.max_iterr: unknown key (allowed: C, max_iter)"),
-    ],
-)
-def test_bad_params_stop_before_any_stage(built_repo, flow, old, new, message):
+BAD_PARAMS = [
+    ("test_size: 0.3", "test_size: 1.3", "split.test_size: input should be less than 1 (got 1.3)"),
+    ("C: 0.1", "C: [", "YAML syntax error at line"),
+    ("max_iter: 200", "max_iterr: 200", "train.max_iterr: unknown key (allowed: C, max_iter)"),
+]
+
+
+@pytest.mark.parametrize("flow", FLOWS)
+def test_bad_params_stop_before_any_stage(built_repo, flow):
     """Every kind of bad params is covered on the schema (test_mltoy.py); here, through each flow."""
     before = kept(built_repo)
     params = built_repo.path / "params.yaml"
-    params.write_text(params.read_text().replace(old, new))
-    proc = built_repo.py(flow, check=False)
-    assert proc.returncode == 1
-    assert error_line(proc).startswith(f"error: {params}: ") and message in error_line(proc)
-    assert "Running stage" not in proc.stdout
-    assert kept(built_repo) == before
+    good = params.read_text()
+    for old, new, message in BAD_PARAMS:
+        params.write_text(good.replace(old, new))
+        proc = built_repo.py(flow, check=False)
+        assert proc.returncode == 1
+        assert error_line(proc).startswith(f"error: {params}: ") and message in error_line(proc)
+        assert "Running stage" not in proc.stdout
+        assert kept(built_repo) == before
 
 
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        (None, "iris.csv: file not found; run `make data` to restore it"),
-        ("sepal_length,sepal_width,petal_length,petal_width,species\n5.1,3.5,oops,0.2,setosa\n" * 1,
-         "iris.csv: line 2, column 'petal_length': expected a number, got 'oops'"),
-    ],
-)
-def test_bad_data_stops_option_a_before_dvc_deletes_anything(built_repo, content, message):
+BAD_DATA = [
+    (None, "iris.csv: file not found; run `make data` to restore it"),
+    (HEADER + "5.1,3.5,oops,0.2,setosa\n", "iris.csv: line 2, column 'petal_length': expected a number, got 'oops'"),
+    (HEADER + "5.1,3.5,1.4,0.2,setosa\n" * 20, "iris.csv: column 'species' has a single class ('setosa'); need 2+"),
+    (HEADER + "5.1,3.5,1.4,0.2,setosa\n6.1,2.5,4.4,1.2,versicolor\n", "iris.csv: too few rows (2, smallest class 1)"),
+]
+
+
+@pytest.mark.parametrize("flow", FLOWS)
+def test_bad_data_stops_the_run_and_dvc_records_none_of_it(built_repo, flow):
+    """Data that prepare would reject never reaches DVC: it does not rewrite data/raw/iris.csv.dvc
+    nor put the bad file in its cache, from where `make data` would later restore it."""
     before = kept(built_repo)
     raw = built_repo.path / "data" / "raw" / "iris.csv"
-    raw.unlink()
-    if content is not None:
-        raw.write_text(content)
-    proc = built_repo.py("scripts/flow_dvc.py", check=False)
-    assert proc.returncode == 1 and message in error_line(proc)
-    assert "Running: dvc repro" not in proc.stdout
-    assert kept(built_repo) == before
+    for content, message in BAD_DATA:
+        raw.unlink(missing_ok=True)
+        if content is not None:
+            raw.write_text(content)
+        proc = built_repo.py(flow, check=False)
+        assert proc.returncode == 1 and message in error_line(proc)
+        assert "Running: dvc repro" not in proc.stdout and "Running stage 'train'" not in proc.stdout
+        assert kept(built_repo) == before
 
 
 def test_a_stage_that_fails_keeps_the_last_good_outputs(built_repo):

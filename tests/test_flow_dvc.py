@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+from pathlib import Path
 
-from conftest import view_at
+from conftest import PY, view_at
 
 STAGES = ("prepare", "train", "evaluate")
 OUTPUTS = (
@@ -69,7 +72,7 @@ def test_first_run_then_no_change_then_params_change(repo):
 def test_fail_once_shows_a_failed_attempt_then_the_retry(built_repo):
     for _ in range(2):  # every run shows it again: no marker file left behind
         out = built_repo.py("scripts/flow_dvc.py", "--fail-once", "--no-show-metrics").stdout
-        assert "RuntimeError('Intentional one-time failure to demonstrate retries.')" in out
+        assert "IntentionalFailure('Intentional one-time failure to demonstrate retries.')" in out
         assert "Retry 1/1 will start 2 second(s) from now" in out
         assert out.index("Retry 1/1") < out.index("Running: dvc repro")
         assert re.search(r"Task run 'dvc repro-\w+' - Finished in state Completed\(\)", out)
@@ -80,7 +83,8 @@ def test_fail_once_shows_a_failed_attempt_then_the_retry(built_repo):
 def test_a_failing_stage_fails_the_run_with_dvcs_exit_code_and_is_not_retried(repo):
     (repo.path / "mltoy" / "pipeline.py").write_text(
         repo.read("mltoy/pipeline.py").decode().replace(
-            "    df = read_dataset(raw_csv)\n", "    raise ZeroDivisionError('boom in prepare')\n", 1
+            "    train, test = split(read_raw(raw_csv, params.split), params.split)\n",
+            "    raise ZeroDivisionError('boom in prepare')\n", 1,
         )
     )
     proc = repo.py("scripts/flow_dvc.py", check=False)
@@ -91,19 +95,48 @@ def test_a_failing_stage_fails_the_run_with_dvcs_exit_code_and_is_not_retried(re
     assert "Finished in state Failed" in proc.stdout
 
 
-def test_repo_flag_runs_any_dvc_repository_from_any_folder(repo, tmp_path):
-    other = tmp_path / "other-project"
-    other.mkdir()
-    repo.run("git", "init", "-q", cwd=other)
-    repo.py("-m", "dvc", "init", "-q", cwd=other)
-    repo.py("-m", "dvc", "config", "--local", "core.site_cache_dir", str(tmp_path / "dvc-site"), cwd=other)
-    (other / "dvc.yaml").write_text(
-        "stages:\n  hello:\n    cmd: python -c \"open('out.txt', 'w').write('hi')\"\n    outs: [out.txt]\n"
+def user_venv(tmp_path) -> Path:
+    """The user's own virtual environment, with a package that only it has."""
+    venv = tmp_path / "user-venv"
+    subprocess.run([PY, "-m", "venv", "--without-pip", str(venv)], check=True)
+    purelib = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    (Path(purelib) / "only_in_user_venv.py").write_text("def greet():\n    return 'hello from the user venv'\n")
+    return venv
+
+
+def foreign_repo(repo, path: Path) -> Path:
+    """A DVC project nobody here wrote: its one stage imports a module only the user's venv has."""
+    path.mkdir()
+    repo.run("git", "init", "-q", cwd=path)
+    repo.py("-m", "dvc", "init", "-q", cwd=path)
+    repo.py("-m", "dvc", "config", "--local", "core.site_cache_dir", str(path.parent / "dvc-site"), cwd=path)
+    (path / "dvc.yaml").write_text(
+        "stages:\n  greet:\n    cmd: python -c \"import only_in_user_venv as m; open('out.txt', 'w').write(m.greet())\"\n"
+        "    outs: [out.txt]\n"
     )
+    return path
+
+
+def test_a_foreign_repo_runs_from_any_folder_in_the_users_environment_and_the_kit_in_its_own(repo, tmp_path):
+    """As `dvc repro` typed in the user's shell would: a foreign repo's `python` is the user's
+    (first on their PATH), while the kit's own stages still run with the kit's interpreter.
+    --repo is relative to the folder the command is typed in."""
+    venv = user_venv(tmp_path)
+    env = {**repo.env, "PATH": f"{venv / 'bin'}{os.pathsep}{repo.env['PATH']}", "VIRTUAL_ENV": str(venv)}
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    out = repo.py(str(repo.path / "scripts" / "flow_dvc.py"), "--repo", "../other-project", cwd=elsewhere).stdout
-    assert f"CWD: {other}" in out and "Running stage 'hello'" in out
-    assert (other / "out.txt").read_text() == "hi"
-    assert f"No metrics file at {other}/reports/metrics.json" in out
-    assert out.rstrip().endswith("Finished in state Completed()")
+    for flow in ("flow_dvc.py",):
+        other = foreign_repo(repo, tmp_path / f"other-{flow.removesuffix('.py')}")
+        out = repo.py(str(repo.path / "scripts" / flow), "--repo", f"../{other.name}", "--no-show-metrics",
+                      cwd=elsewhere, env=env).stdout
+        assert "Running stage 'greet'" in out and out.rstrip().endswith("Finished in state Completed()")
+        assert (other / "out.txt").read_text() == "hello from the user venv"
+        assert "No metrics file declared in dvc.yaml" in out
+        if flow == "flow_dvc.py":
+            assert f"CWD: {other}" in out
+
+    # The kit's pipeline, from the same shell: its stages need pandas and scikit-learn, which the
+    # user's venv lacks; they run with the kit's interpreter all the same.
+    kit = repo.py("scripts/flow_dvc.py", "--no-show-metrics", env=env).stdout
+    assert ran(kit) == {"prepare", "train"} and kit.rstrip().endswith("Finished in state Completed()")

@@ -9,6 +9,8 @@ import re
 import joblib
 import pandas as pd
 
+from conftest import upstream, view_at
+
 STAGES = ("prepare", "train", "evaluate")
 OUTPUTS = {
     "prepare": ("data/processed/train.csv", "data/processed/test.csv"),
@@ -50,6 +52,10 @@ def test_caching_follows_dvcs_rule(repo):
     first = run_stages(repo)
     assert "for flow 'Prefect owned stage DAG'" in first and "View at http://127.0.0.1:" in first
     assert ran(first) == set(STAGES)
+    # The UI draws the DAG: each task's upstream, as the API records it.
+    assert upstream(*view_at(first)) == {
+        "prepare": set(), "train": {"prepare"}, "evaluate": {"train"}, "metrics summary": {"evaluate"},
+    }
     assert repo.tracked_changes() == ""  # same bytes as dvc.lock and the committed reports
     s1 = snapshot(repo)
 
@@ -102,7 +108,7 @@ def test_same_answers_as_option_a(make_repo):
 def test_fail_once_retries_train_even_when_cached(built_repo):
     out = built_repo.py("scripts/flow_stages.py", "--fail-once").stdout
     assert re.search(r"Task run 'train-\w+' - Task run failed with exception:", out)
-    assert "RuntimeError('Intentional one-time failure to demonstrate retries.')" in out
+    assert "IntentionalFailure('Intentional one-time failure to demonstrate retries.')" in out
     assert "Retry 1/1 will start 2 second(s) from now" in out
     assert states(out)["train"] == "Completed"
     metrics = json.loads(built_repo.read("reports/metrics.json"))

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mltoy import pipeline
+from mltoy import files, pipeline
 from mltoy.params import Params, ParamsError, load_params, parse_params
 
 PARAMS = {
@@ -163,7 +163,7 @@ def test_failed_write_keeps_the_previous_output(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        pipeline._write_atomic(out, broken)
+        files.write_atomic(out, broken)
     assert out.read_text() == "previous"
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 

@@ -1,5 +1,6 @@
-"""The Prefect server as a user meets it: `scripts/server.py start|stop|status|doctor` (the make
-targets), runs with and without a server, optional basic auth, and quiet logs.
+"""The Prefect server as a user meets it: `scripts/server.py start|stop|status` and
+`scripts/doctor.py` (the make targets), runs with and without a server, optional basic auth, and quiet
+logs.
 
 A server start costs 10-20 s here, so only the tests about its lifecycle start their own (each on
 a free port with the test's own Prefect home); the rest use the session's server."""
@@ -238,7 +239,7 @@ def test_doctor_reports_settings_and_sources_server_data_and_dvc_status(built_re
     port = prefect_server["PREFECT_SERVER_API_PORT"]
     with open(built_repo.path / "data/raw/iris.csv", "a") as f:  # a changed data file
         f.write("5.0,3.0,1.5,0.2,setosa\n")
-    doctor = built_repo.py("scripts/server.py", "doctor", check=False)
+    doctor = built_repo.py("scripts/doctor.py", check=False)
     out = doctor.stdout
     settings = {
         m.group(1): (m.group(2), m.group(3))

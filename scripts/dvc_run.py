@@ -1,0 +1,82 @@
+"""DVC run from a task: its lines streamed into the task's log, its processes stopped with the
+run, and its stages' commands in the environment they belong to."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+from prefect import get_run_logger
+
+from dvc_yaml import is_kit_pipeline
+
+TAIL_LINES = 15
+
+
+class DvcFailed(RuntimeError):
+    """A DVC command exited non-zero; the message ends with its last lines."""
+
+    def __init__(self, command: str, returncode: int, tail: list[str]):
+        super().__init__(f"dvc {command} exited with code {returncode}; its last lines:\n" + "\n".join(tail))
+        self.returncode = returncode
+        # Another DVC command holds the repository: worth a retry, unlike a stage that failed.
+        self.transient = any("Unable to acquire lock" in line or "is busy" in line for line in tail)
+
+
+def stage_env(repo: Path) -> dict[str, str]:
+    """The environment DVC runs the stages' commands in.
+
+    DVC runs a stage's `python ...` with the `python` on PATH. For the kit's own pipeline that is
+    made the kit's interpreter, so `make run-dvc` needs no activated venv. Any other repository's
+    stages run exactly as `dvc repro` typed in the user's shell would run them: with the user's
+    PATH, and so with the user's own environment and packages.
+    """
+    if not is_kit_pipeline(repo):
+        return dict(os.environ)
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+
+
+def run_dvc(repo: Path, *args: str) -> list[str]:
+    """Run `dvc ARGS` in `repo` with the kit's DVC, log each line it prints as it prints it, and
+    return the lines; raise DvcFailed when it exits non-zero."""
+    logger = get_run_logger()
+    lines: list[str] = []
+    with subprocess.Popen(
+        [sys.executable, "-m", "dvc", *args],
+        cwd=repo,
+        env=stage_env(repo),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    ) as proc:
+        try:
+            for line in proc.stdout:
+                if line := line.rstrip():
+                    logger.info(line)
+                    lines.append(line)
+        except BaseException:  # Ctrl-C, SIGTERM: stop DVC and the stage it runs before going
+            _terminate_tree(proc.pid)
+            raise
+    if proc.returncode != 0:
+        raise DvcFailed(" ".join(args), proc.returncode, lines[-TAIL_LINES:])
+    return lines
+
+
+def _terminate_tree(pid: int) -> None:
+    """SIGTERM DVC and every process it started. They share our process group, so Ctrl-C in a
+    terminal and a `kill -9` of the group reach them too; this covers a SIGTERM sent to the
+    flow's process alone, which DVC would otherwise outlive, running its stage."""
+    try:
+        parent = psutil.Process(pid)
+        family = [*parent.children(recursive=True), parent]
+    except psutil.NoSuchProcess:
+        return
+    for process in family:
+        try:
+            process.terminate()
+        except psutil.NoSuchProcess:
+            pass

@@ -1,0 +1,84 @@
+"""How a kit run starts and ends: the options every flow takes; the Prefect connection and the
+pipeline lock held for the run; Ctrl-C and SIGTERM; the exit status."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from prefect import Flow
+
+from connection import prefect_connection, server_answers
+from mltoy import InputError
+from pipeline_lock import pipeline_lock
+
+
+def flow_parser(doc: str, fail_once_help: str) -> argparse.ArgumentParser:
+    """The options every flow takes: --fail-once and --[no-]show-metrics (also as the tour spells it)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--fail-once", action="store_true", help=fail_once_help)
+    parser.add_argument(
+        "--show-metrics",
+        "--show_metrics",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="log and print the metrics at the end (default: yes)",
+    )
+    return parser
+
+
+_stopped_by = signal.SIGINT  # Ctrl-C, unless _interrupt saw SIGTERM or SIGHUP
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    global _stopped_by
+    _stopped_by = signal.Signals(signum)
+    raise KeyboardInterrupt
+
+
+def run_flow(what: str, repo: Path, pipeline_flow: Flow, /, **parameters: Any) -> int:
+    """Run a flow as every entry point does, and return the process's exit status: 0 when the
+    run completed, DVC's code when DVC failed, 128 + the signal's number when stopped, else 1.
+
+    SIGTERM and SIGHUP (the terminal closed) stop the run as Ctrl-C does: Prefect marks it
+    Crashed, its tasks stop their child processes, and Prefect's exit handlers stop a temporary
+    server it started. By default SIGTERM would kill the process at once and leave all of them.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+    try:
+        with prefect_connection() as api_url, pipeline_lock(repo, what):
+            try:
+                state = pipeline_flow(**parameters, return_state=True)
+            except Exception as exc:
+                _exit_if_server_gone(api_url, exc)
+                raise
+            if not state.is_completed():
+                _exit_if_server_gone(api_url, state.message)
+    except KeyboardInterrupt:
+        name = "Ctrl-C" if _stopped_by == signal.SIGINT else _stopped_by.name
+        print(f"Stopped ({name}): the run is marked Crashed in Prefect; the outputs on disk are the "
+              "last good ones (`dvc status` shows what is stale).", file=sys.stderr)
+        return 128 + _stopped_by
+    if state.is_completed():
+        return 0
+    exc = state.result(raise_on_failure=False)
+    if isinstance(exc, InputError):
+        print(f"error: {exc}", file=sys.stderr)
+    return getattr(exc, "returncode", 1)
+
+
+def _exit_if_server_gone(api_url: str | None, cause: object) -> None:
+    """A server that stopped during the run: say so and exit at once, rather than let Prefect's
+    exit handlers retry, for minutes, to send the run's events to a server that is gone."""
+    if api_url is None or server_answers(api_url, timeout=1):
+        return
+    print(f"error: the Prefect server at {api_url.removesuffix('/api')} stopped during the run "
+          f"({cause}). What the pipeline finished is on disk and intact (`dvc status` shows what "
+          "is stale); start the server and run again.", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)

@@ -1,0 +1,56 @@
+"""The tasks the flows share: "check inputs" before DVC runs, "metrics summary" at the end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.artifacts import Artifact, create_table_artifact
+
+import metrics
+from dvc_yaml import read_stages
+from hooks import on_failure
+from mltoy.params import Params, load_params
+from project import PARAMS
+
+
+@task(name="check inputs", on_failure=[on_failure])
+def check_inputs(repo: Path) -> Params:
+    """Validate params and the raw data as prepare will, before DVC runs: a one-line error naming
+    the file and the problem, and DVC never records or caches data that prepare would reject."""
+    from mltoy.pipeline import read_raw  # pandas: imported by the flows that check, not by all
+
+    params = load_params(repo / PARAMS)
+    read_raw(read_stages(repo)["prepare"].paths["raw_csv"], params.split)
+    return params
+
+
+@task(name="metrics summary")
+def metrics_summary(metrics_path: Path | None, show: bool = True) -> dict[str, float]:
+    """Publish the run's metrics as a table artifact, with the change against the previous
+    published run; with `show`, also log them (`Metrics: {...}`) and print them as a table.
+
+    Metrics it cannot read are a warning, not a failure: the pipeline itself has finished."""
+    logger = get_run_logger()
+    if metrics_path is None:  # a repository given with --repo may declare none
+        logger.warning("No metrics file declared in dvc.yaml")
+        return {}
+    try:
+        values = metrics.read_metrics(metrics_path)
+    except metrics.MetricsError as exc:
+        logger.warning("No metrics to summarise: %s", exc)
+        return {}
+    latest = Artifact.get(metrics.ARTIFACT_KEY)  # read before publishing: it is the previous run's
+    previous = metrics.artifact_values(latest.data) if latest else None
+    create_table_artifact(
+        key=metrics.ARTIFACT_KEY,
+        table=metrics.artifact_table(values, previous),
+        description=metrics.artifact_description(
+            str(metrics_path), latest.created if previous is not None else None
+        ),
+    )
+    if show:
+        logger.info("Metrics: %s", json.dumps(values))
+        print(metrics.format_table(values), flush=True)
+    return values
