@@ -5,6 +5,8 @@
 FAIL_ONCE ?= 0
 SHOW_METRICS ?= 1
 PARAMS ?= params.yaml
+# How many stages (Option C) run at once; empty: the number of CPUs.
+JOBS ?=
 BENCH_RUNS ?= 3
 # Server address: the defaults live in prefect.toml (host 127.0.0.1, port 4200); set these to
 # override them for the server and the client alike, e.g. `make prefect-start PREFECT_PORT=4300`
@@ -43,7 +45,7 @@ endif
 
 .PHONY: help  ## List the targets (this list)
 help:
-	@echo "Targets (knobs: FAIL_ONCE=1 SHOW_METRICS=0 PARAMS=path PREFECT_PORT=4300 PREFECT_HOST=... PREFECT_AUTH=user:pass):"
+	@echo "Targets (knobs: FAIL_ONCE=1 SHOW_METRICS=0 PARAMS=path JOBS=N PREFECT_PORT=4300 PREFECT_HOST=... PREFECT_AUTH=user:pass):"
 	@sed -n 's/^\.PHONY: \([a-z-]*\) *## \(.*\)/\1\t\2/p' $(MAKEFILE_LIST) | \
 		awk -F'\t' '{ printf "  %-16s %s\n", $$1, $$2 }'
 
@@ -100,6 +102,10 @@ run-dvc: data
 .PHONY: run-stages  ## Option B: Prefect runs the stages itself, cached (PARAMS=, FAIL_ONCE=1, SHOW_METRICS=0)
 run-stages: data
 	@$(PY) scripts/flow_stages.py --params $(PARAMS) $(FLOW_FLAGS)
+
+.PHONY: run-dvc-stages  ## Option C: DVC's stages as Prefect tasks, independent ones at once (JOBS=N, FAIL_ONCE=1, SHOW_METRICS=0)
+run-dvc-stages: data
+	@$(PY) scripts/flow_dvc_stages.py $(FLOW_FLAGS) $(if $(JOBS),--jobs $(JOBS))
 
 .PHONY: bench  ## Time dvc repro, run-dvc and run-stages side by side (BENCH_RUNS=3); reports/bench.json
 bench: data

@@ -28,7 +28,7 @@ KEPT = (
     "reports/metrics.json",
     "reports/predictions.csv",
 )
-FLOWS = ("scripts/flow_dvc.py", "scripts/flow_stages.py")
+FLOWS = ("scripts/flow_dvc.py", "scripts/flow_stages.py", "scripts/flow_dvc_stages.py")
 HEADER = "sepal_length,sepal_width,petal_length,petal_width,species\n"
 
 

@@ -126,7 +126,7 @@ def test_a_foreign_repo_runs_from_any_folder_in_the_users_environment_and_the_ki
     env = {**repo.env, "PATH": f"{venv / 'bin'}{os.pathsep}{repo.env['PATH']}", "VIRTUAL_ENV": str(venv)}
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    for flow in ("flow_dvc.py",):
+    for flow in ("flow_dvc.py", "flow_dvc_stages.py"):  # Options A and C
         other = foreign_repo(repo, tmp_path / f"other-{flow.removesuffix('.py')}")
         out = repo.py(str(repo.path / "scripts" / flow), "--repo", f"../{other.name}", "--no-show-metrics",
                       cwd=elsewhere, env=env).stdout
