@@ -107,7 +107,7 @@ run-stages: data
 run-dvc-stages: data
 	@$(PY) scripts/flow_dvc_stages.py $(FLOW_FLAGS) $(if $(JOBS),--jobs $(JOBS))
 
-.PHONY: bench  ## Time dvc repro, run-dvc and run-stages side by side (BENCH_RUNS=3); reports/bench.json
+.PHONY: bench  ## Time dvc repro and Options A, B and C side by side (BENCH_RUNS=3); reports/bench.json
 bench: data
 	@PYTHONPATH=scripts $(PY) benchmarks/bench.py --runs $(BENCH_RUNS)
 
