@@ -46,8 +46,7 @@ endif
 .PHONY: help  ## List the targets (this list)
 help:
 	@echo "Targets (knobs: FAIL_ONCE=1 SHOW_METRICS=0 PARAMS=path JOBS=N PREFECT_PORT=4300 PREFECT_HOST=... PREFECT_AUTH=user:pass):"
-	@sed -n 's/^\.PHONY: \([a-z-]*\) *## \(.*\)/\1\t\2/p' $(MAKEFILE_LIST) | \
-		awk -F'\t' '{ printf "  %-16s %s\n", $$1, $$2 }'
+	@awk '/^\.PHONY: [a-z-]+ +## / { name = $$2; sub(/^[^#]*## /, ""); printf "  %-16s %s\n", name, $$0 }' $(MAKEFILE_LIST)
 
 .PHONY: setup  ## Build .venv from requirements.txt (again only when requirements change)
 setup: $(STAMP)

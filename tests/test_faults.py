@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -134,12 +135,13 @@ def read_until(proc: subprocess.Popen, pattern: str, timeout: float = 180) -> st
 
 
 def processes_in(path: Path) -> list[str]:
+    """The command lines of live processes whose working folder is `path`."""
     found = []
-    for proc in Path("/proc").glob("[0-9]*"):
+    for proc in psutil.process_iter():
         try:
-            if Path(os.readlink(proc / "cwd")) == path and (proc / "stat").read_text().split()[2] != "Z":
-                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
-        except OSError:
+            if Path(proc.cwd()) == path and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(" ".join(proc.cmdline()))
+        except psutil.Error:
             continue
     return found
 

@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import PY, Repo, api, flow_run_name, free_port, view_at
 
@@ -46,13 +47,13 @@ def port_is_free(port: int) -> bool:
 def servers_in(folder: Path) -> list[int]:
     """Pids of Prefect servers running in `folder` (the kit's scripts move to the project root)."""
     pids = []
-    for proc in Path("/proc").iterdir():
+    for proc in psutil.process_iter():
         try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            if b"prefect" in cmdline[1:3] and cmdline[3:5] == [b"server", b"start"]:
-                if Path(os.readlink(proc / "cwd")) == folder:
-                    pids.append(int(proc.name))
-        except (OSError, ValueError, IndexError):
+            cmdline = proc.cmdline()
+            if "prefect" in " ".join(cmdline[1:3]) and cmdline[3:5] == ["server", "start"]:
+                if Path(proc.cwd()) == folder:
+                    pids.append(proc.pid)
+        except psutil.Error:
             continue
     return pids
 
@@ -61,9 +62,9 @@ def wait_gone(pid: int, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
                 return
-        except FileNotFoundError:
+        except psutil.NoSuchProcess:
             return
         time.sleep(0.1)
     raise AssertionError(f"pid {pid} still running after {timeout} s")
