@@ -73,6 +73,14 @@ def test_the_diamond_runs_in_parallel_and_records_what_a_serial_repro_does(repo,
     assert "Running stage" not in again and "Stage 'left' didn't change, skipping" in again
     assert {p: p.stat().st_mtime_ns for p in parallel.rglob("*.txt")} == mtimes
 
+    # A deleted output: DVC's run-cache restores it rather than rerunning the stage.
+    left = (parallel / "left.txt").read_bytes()
+    (parallel / "left.txt").unlink()
+    restored = repo.py(FLOW, "--repo", str(parallel)).stdout
+    assert "Stage 'left' is cached - skipping run, checking out outputs" in restored
+    assert final_states(restored)["left"] == "Cached" and final_states(restored)["last"] == "Skipped"
+    assert (parallel / "left.txt").read_bytes() == left
+
 
 def test_a_failing_branch_stops_only_what_depends_on_it(repo, tmp_path):
     """As `dvc repro --keep-going`, but visible: right fails with DVC's last lines, left and the
