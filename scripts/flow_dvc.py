@@ -18,11 +18,10 @@ from prefect import flow  # noqa: E402
 
 import runs  # noqa: E402
 from dvc_yaml import is_kit_pipeline, metrics_files  # noqa: E402
-from hooks import on_failure  # noqa: E402
 from shared_tasks import check_inputs, dvc_repro, metrics_summary  # noqa: E402
 
 
-@flow(name="Prefect operates DVC pipeline", on_failure=[on_failure])
+@flow(name="Prefect operates DVC pipeline")
 def dvc_pipeline(repo: Path = project.ROOT, fail_once: bool = False, show_metrics: bool = True) -> None:
     """Operate the DVC pipeline via `dvc repro`."""
     if is_kit_pipeline(repo):

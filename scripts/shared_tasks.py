@@ -12,13 +12,12 @@ from prefect.artifacts import Artifact, create_table_artifact
 import metrics
 from dvc_run import run_dvc
 from dvc_yaml import read_stages
-from hooks import on_failure
 from mltoy.params import Params, load_params
 from project import PARAMS
 from retries import fail_first_attempt, retry_if_transient
 
 
-@task(name="check inputs", on_failure=[on_failure])
+@task(name="check inputs")
 def check_inputs(repo: Path) -> Params:
     """Validate params and the raw data as prepare will, before DVC runs: a one-line error naming
     the file and the problem, and DVC never records or caches data that prepare would reject."""
@@ -29,8 +28,7 @@ def check_inputs(repo: Path) -> Params:
     return params
 
 
-@task(name="dvc repro", retries=1, retry_delay_seconds=2, retry_condition_fn=retry_if_transient,
-      on_failure=[on_failure])
+@task(name="dvc repro", retries=1, retry_delay_seconds=2, retry_condition_fn=retry_if_transient)
 def dvc_repro(repo: Path, fail_once: bool = False) -> None:
     """Run `dvc repro` in `repo`, each line DVC prints streamed into this task's log."""
     fail_first_attempt(fail_once)
