@@ -397,10 +397,13 @@ def test_a_failed_kit_run_posts_to_the_webhook(team):
 
 
 def test_a_sigkilled_worker_s_run_is_marked_crashed_and_posted(team, deployed_run):
-    """The worker dies with its run (deployed_run, which needs it, is done first)."""
+    """The worker dies with its run (deployed_run, which needs it, is done first). Before that,
+    `make deploy` again, with a schedule and a shorter CRASH_AFTER: everything updated in place."""
     before = (automation_ids(team), team.deployment("dvc-repro")["id"])
-    out = team.make(team.dev, "deploy", f"CRASH_AFTER={CRASH_AFTER}")  # again: updated in place
+    out = team.make(team.dev, "deploy", f"CRASH_AFTER={CRASH_AFTER}", "SCHEDULE=0 0 1 1 *")
     assert "automation kit-crash-zombies: updated" in out and "work pool kit-pool: exists" in out
+    assert "automation kit-notify-failed: left as it is (no NOTIFY_URL given)" in out
+    assert "clones {} at main, schedule: cron '0 0 1 1 *' (UTC)".format(team.origin) in out
     assert (automation_ids(team), team.deployment("dvc-repro")["id"]) == before
     blocks = team.api("POST", "/block_documents/filter", {"block_types": {"slug": {"any_": ["webhook"]}}})
     assert [b["name"] for b in blocks] == ["kit-notify"]
@@ -450,7 +453,7 @@ def test_postgresql_holds_the_runs_and_deployments_across_a_server_restart(team,
 
 def test_the_commands_that_need_a_server_say_so_in_one_line(team):
     env = dict(team.env, PREFECT_SERVER_API_PORT=str(free_port()))
-    for script, what in (("deploy.py", "make deploy"), ("worker.py", "make worker"), ("serve.py", "make serve")):
+    for script, what in (("deploy.py", "make deploy"), ("worker.py", "make worker")):  # serve.py: the same call
         proc = subprocess.run([PY, f"scripts/{script}"], cwd=team.dev, env=env, capture_output=True, text=True,
                               timeout=60)
         assert proc.returncode == 1 and proc.stdout == ""
