@@ -78,7 +78,7 @@ lock: $(STAMP)
 data: $(STAMP)
 	@$(PY) scripts/get_data.py
 
-.PHONY: prefect-start  ## Start the Prefect server in the background (UI at http://127.0.0.1:4200)
+.PHONY: prefect-start  ## Start the Prefect server in the background (UI at http://127.0.0.1:4200; PREFECT_DB_URL= for PostgreSQL)
 prefect-start: $(STAMP)
 	@$(PY) scripts/server.py start
 
@@ -119,3 +119,30 @@ clean:
 	rm -f data/processed/*.csv models/*.joblib  # not the folders: their .gitignore is DVC's, tracked
 	rm -rf dvc_plots .dvc/cache/runs .dvc/tmp/exps .prefect/storage .pytest_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+# --- Beyond one laptop: serve, deploy (prefect.yaml), worker; PostgreSQL ----------------------
+# SCHEDULE: a cron string ('0 3 * * *', UTC) or a number of seconds; empty: no schedule.
+SCHEDULE ?=
+# Where the server POSTs (JSON) when a kit run ends Failed or Crashed; kept on the server, so
+# `make deploy` without it leaves the last one in place.
+NOTIFY_URL ?=
+# Seconds without a heartbeat (one every 30 s, prefect.toml) before the server marks a run Crashed.
+CRASH_AFTER ?= 90
+# The server's database: empty for SQLite in .prefect/, or postgresql+asyncpg://user:pass@host:5432/db.
+# Like PREFECT_PORT, pass it to prefect-start, prefect-status and doctor alike, or export it.
+PREFECT_DB_URL ?=
+ifneq ($(PREFECT_DB_URL),)
+export PREFECT_SERVER_DATABASE_CONNECTION_URL := $(PREFECT_DB_URL)
+endif
+
+.PHONY: serve  ## Serve Options A, B and C from this checkout until Ctrl-C; UI's Run button works (SCHEDULE=: Option A's)
+serve: data
+	@$(PY) scripts/serve.py --schedule "$(SCHEDULE)"
+
+.PHONY: deploy  ## Register prefect.yaml's deployments (git source: origin, this branch), work pool, automations (SCHEDULE=, NOTIFY_URL=)
+deploy: $(STAMP)
+	@$(PY) scripts/deploy.py --schedule "$(SCHEDULE)" --notify-url "$(NOTIFY_URL)" --crash-after "$(CRASH_AFTER)"
+
+.PHONY: worker  ## A process worker on prefect.yaml's work pool, in the foreground (another machine runs the same)
+worker: $(STAMP)
+	@$(PY) scripts/worker.py

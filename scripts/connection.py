@@ -98,3 +98,27 @@ def prefect_connection() -> Iterator[str | None]:
         flush=True,
     )
     yield None
+
+
+def require_server(what: str) -> str:
+    """The API URL of the Prefect server that `what` needs: PREFECT_API_URL where set, else the
+    kit's server; exit with one line when it does not answer. There is no temporary-server
+    fallback here: deployments, schedules, workers and automations live on a server, and one that
+    stops with this process would take them with it."""
+    url = get_current_settings().api.url or server_api_url()
+    if not server_answers(url):
+        raise SystemExit(
+            f"error: {what} needs a running Prefect server, and none answers at "
+            f"{url.removesuffix('/api')}: start one with `make prefect-start` (with the same "
+            "PREFECT_PORT), or set PREFECT_API_URL to your team's server"
+        )
+    _check_credentials(url)
+    return url
+
+
+@contextmanager
+def server_connection(what: str) -> Iterator[str]:
+    """Connect this process to the server that `what` needs (require_server); yield its API URL."""
+    url = require_server(what)
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        yield url

@@ -14,28 +14,14 @@ import project
 
 project.enter()  # first: Prefect reads prefect.toml from the project root when it is imported
 
-from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect import flow  # noqa: E402
 
 import runs  # noqa: E402
-from dvc_run import run_dvc  # noqa: E402
 from dvc_yaml import is_kit_pipeline, metrics_files  # noqa: E402
-from hooks import on_failure  # noqa: E402
-from retries import fail_first_attempt, retry_if_transient  # noqa: E402
-from shared_tasks import check_inputs, metrics_summary  # noqa: E402
+from shared_tasks import check_inputs, dvc_repro, metrics_summary  # noqa: E402
 
 
-@task(name="dvc repro", retries=1, retry_delay_seconds=2, retry_condition_fn=retry_if_transient,
-      on_failure=[on_failure])
-def dvc_repro(repo: Path, fail_once: bool = False) -> None:
-    """Run `dvc repro` in `repo`, each line DVC prints streamed into this task's log."""
-    fail_first_attempt(fail_once)
-    logger = get_run_logger()
-    logger.info("Running: dvc repro")
-    logger.info("CWD: %s", repo)
-    run_dvc(repo, "repro")
-
-
-@flow(name="Prefect operates DVC pipeline", on_failure=[on_failure])
+@flow(name="Prefect operates DVC pipeline")
 def dvc_pipeline(repo: Path = project.ROOT, fail_once: bool = False, show_metrics: bool = True) -> None:
     """Operate the DVC pipeline via `dvc repro`."""
     if is_kit_pipeline(repo):

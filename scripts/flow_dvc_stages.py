@@ -31,7 +31,6 @@ import runs  # noqa: E402
 from dvc_graph import Plan, read_plan  # noqa: E402
 from dvc_run import run_dvc  # noqa: E402
 from dvc_yaml import is_kit_pipeline, metrics_files  # noqa: E402
-from hooks import on_failure  # noqa: E402
 from retries import fail_first_attempt, retry_if_transient  # noqa: E402
 from shared_tasks import check_inputs, metrics_summary  # noqa: E402
 
@@ -54,8 +53,7 @@ def plan_stages(repo: Path) -> Plan:
     return plan
 
 
-@task(retries=1, retry_delay_seconds=2, retry_condition_fn=retry_if_transient, cache_policy=NO_CACHE,
-      on_failure=[on_failure])
+@task(retries=1, retry_delay_seconds=2, retry_condition_fn=retry_if_transient, cache_policy=NO_CACHE)
 def dvc_stage(repo: Path, address: str, stale: bool, fail_once: bool = False) -> State | None:
     """Reproduce one stage: `dvc --wait-for-lock repro --single-item ADDRESS`, each line DVC
     prints streamed into this task's log. DVC takes its repository lock only around its own
@@ -99,7 +97,7 @@ def raise_unless_completed(futures: dict[str, PrefectFuture]) -> None:
         raise StagesFailed(failed, not_run, returncode)
 
 
-@flow(name="Prefect runs DVC stages", on_failure=[on_failure])
+@flow(name="Prefect runs DVC stages")
 def dvc_stages_pipeline(repo: Path = project.ROOT, fail_once: bool = False, show_metrics: bool = True) -> None:
     """Run DVC's stages as Prefect tasks, independent ones in parallel."""
     if is_kit_pipeline(repo):

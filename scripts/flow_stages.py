@@ -25,7 +25,6 @@ from prefect.results import get_result_store  # noqa: E402
 
 import runs  # noqa: E402
 from dvc_yaml import Stage, read_stages  # noqa: E402
-from hooks import on_failure  # noqa: E402
 from mltoy.files import md5_file  # noqa: E402
 from mltoy.params import Params, load_params  # noqa: E402
 from retries import fail_first_attempt  # noqa: E402
@@ -80,8 +79,7 @@ def run_cached(stage_task: Task, stage: Stage, params: Params, **kwargs: Any) ->
 def stage_task(name: str, **options: Any):
     """Declare a stage's task: cached by StageCache, its result kept as JSON in the project's
     Prefect home (.prefect/storage), which `make clean` clears."""
-    return task(name=name, cache_policy=StageCache(), persist_result=True, result_serializer="json",
-                on_failure=[on_failure], **options)
+    return task(name=name, cache_policy=StageCache(), persist_result=True, result_serializer="json", **options)
 
 
 # --- the stages as tasks ----------------------------------------------------------------------
@@ -116,7 +114,7 @@ def evaluate(stage: Stage, params: Params) -> Outputs:
     return run_stage(stage, stage_evaluate)
 
 
-@flow(name="Prefect owned stage DAG", on_failure=[on_failure])
+@flow(name="Prefect owned stage DAG")
 def stage_pipeline(params_path: Path = project.ROOT / project.PARAMS, fail_once: bool = False,
                    show_metrics: bool = True) -> None:
     stages = read_stages(project.ROOT)

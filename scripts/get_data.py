@@ -53,7 +53,7 @@ def pull_from_remote() -> bool:
     if pulled is not None and pulled.returncode == 0 and RAW.is_file():
         print(f"{RAW}: pulled from the DVC remote")
         return True
-    print("The DVC remote did not answer; rebuilding the data from scikit-learn's copy instead.")
+    print("The DVC remote did not answer, or lacks the data; rebuilding it from scikit-learn's copy instead.")
     return False
 
 

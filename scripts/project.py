@@ -22,6 +22,11 @@ PARAMS = Path("params.yaml")
 RAW_DATA = Path("data/raw/iris.csv")
 RAW_RECORD = RAW_DATA.with_name(RAW_DATA.name + ".dvc")  # DVC's record of the raw data
 PIPELINE_LOCK = Path(".dvc/tmp/kit-pipeline.lock")
+PREFECT_YAML = Path("prefect.yaml")  # the deployments, as code
+
+# The Prefect tag every kit run carries (local, served and deployed): the server's automations
+# (scripts/automations.py) act on the runs that have it, and on no others.
+RUN_TAG = "kit"
 
 _caller_cwd = Path.cwd()  # read here, before enter() moves the process
 

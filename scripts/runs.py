@@ -1,5 +1,5 @@
 """How a kit run starts and ends: the options every flow takes; the Prefect connection and the
-pipeline lock held for the run; Ctrl-C and SIGTERM; the exit status."""
+pipeline lock held for the run, which carries the kit's tag; Ctrl-C and SIGTERM; the exit status."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from prefect import Flow
+from prefect import Flow, tags
 
 from connection import prefect_connection, server_answers
 from mltoy import InputError
 from pipeline_lock import pipeline_lock
+from project import RUN_TAG
 
 
 def flow_parser(doc: str, fail_once_help: str) -> argparse.ArgumentParser:
@@ -51,7 +52,7 @@ def run_flow(what: str, repo: Path, pipeline_flow: Flow, /, **parameters: Any) -
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
     try:
-        with prefect_connection() as api_url, pipeline_lock(repo, what):
+        with prefect_connection() as api_url, pipeline_lock(repo, what), tags(RUN_TAG):
             try:
                 state = pipeline_flow(**parameters, return_state=True)
             except Exception as exc:

@@ -60,9 +60,12 @@ def start() -> int:
               f"port: make prefect-start PREFECT_PORT={api.port + 100}", file=sys.stderr)
         return 1
     home().mkdir(parents=True, exist_ok=True)
+    # The links the server writes itself (in the automations' notifications) need its UI's address,
+    # which Prefect derives from PREFECT_API_URL: a client setting, unset in the server's process.
+    env = {"PREFECT_UI_URL": ui_url(), **os.environ}
     with open(log_file(), "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start"],
+            [sys.executable, "-m", "prefect", "server", "start"], env=env,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # it outlives this command, and Ctrl-C in this shell
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 from prefect.settings import get_current_settings
@@ -24,11 +25,14 @@ def log_file() -> Path:
 
 
 def database() -> str:
+    """The server's database as these settings name it: SQLite's file, or the URL of another
+    database without its credentials and options (postgresql+asyncpg://host:5432/prefect)."""
     url = get_current_settings().server.database.connection_url
     text = url.get_secret_value() if url else f"sqlite+aiosqlite:///{home()}/prefect.db"
     if text.startswith("sqlite"):
         return str(Path(text.split("///", 1)[-1]).resolve())
-    return text.split("@")[-1]  # no credentials in the output
+    parts = urlsplit(text)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 def our_server_pid(clean: bool = True) -> int | None:

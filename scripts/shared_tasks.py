@@ -1,4 +1,5 @@
-"""The tasks the flows share: "check inputs" before DVC runs, "metrics summary" at the end."""
+"""The tasks the flows share: "check inputs" before DVC runs, "dvc repro" (Option A and the
+deployed pipeline), "metrics summary" at the end."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from prefect import get_run_logger, task
 from prefect.artifacts import Artifact, create_table_artifact
 
 import metrics
+from dvc_run import run_dvc
 from dvc_yaml import read_stages
-from hooks import on_failure
 from mltoy.params import Params, load_params
 from project import PARAMS
+from retries import fail_first_attempt, retry_if_transient
 
 
-@task(name="check inputs", on_failure=[on_failure])
+@task(name="check inputs")
 def check_inputs(repo: Path) -> Params:
     """Validate params and the raw data as prepare will, before DVC runs: a one-line error naming
     the file and the problem, and DVC never records or caches data that prepare would reject."""
@@ -24,6 +26,16 @@ def check_inputs(repo: Path) -> Params:
     params = load_params(repo / PARAMS)
     read_raw(read_stages(repo)["prepare"].paths["raw_csv"], params.split)
     return params
+
+
+@task(name="dvc repro", retries=1, retry_delay_seconds=2, retry_condition_fn=retry_if_transient)
+def dvc_repro(repo: Path, fail_once: bool = False) -> None:
+    """Run `dvc repro` in `repo`, each line DVC prints streamed into this task's log."""
+    fail_first_attempt(fail_once)
+    logger = get_run_logger()
+    logger.info("Running: dvc repro")
+    logger.info("CWD: %s", repo)
+    run_dvc(repo, "repro")
 
 
 @task(name="metrics summary")
