@@ -52,23 +52,6 @@ BAD_PARAMS = [
     ("C: 0.1", "C: [", "YAML syntax error at line"),
     ("max_iter: 200", "max_iterr: 200", "train.max_iterr: unknown key (allowed: C, max_iter)"),
 ]
-
-
-@pytest.mark.parametrize("flow", FLOWS)
-def test_bad_params_stop_before_any_stage(built_repo, flow):
-    """Every kind of bad params is covered on the schema (test_mltoy.py); here, through each flow."""
-    before = kept(built_repo)
-    params = built_repo.path / "params.yaml"
-    good = params.read_text()
-    for old, new, message in BAD_PARAMS:
-        params.write_text(good.replace(old, new))
-        proc = built_repo.py(flow, check=False)
-        assert proc.returncode == 1
-        assert error_line(proc).startswith(f"error: {params}: ") and message in error_line(proc)
-        assert "Running stage" not in proc.stdout
-        assert kept(built_repo) == before
-
-
 BAD_DATA = [
     (None, "iris.csv: file not found; run `make data` to restore it"),
     (HEADER + "5.1,3.5,oops,0.2,setosa\n", "iris.csv: line 2, column 'petal_length': expected a number, got 'oops'"),
@@ -77,20 +60,66 @@ BAD_DATA = [
 ]
 
 
-@pytest.mark.parametrize("flow", FLOWS)
-def test_bad_data_stops_the_run_and_dvc_records_none_of_it(built_repo, flow):
-    """Data that prepare would reject never reaches DVC: it does not rewrite data/raw/iris.csv.dvc
-    nor put the bad file in its cache, from where `make data` would later restore it."""
+def break_params(repo, case: int) -> None:
+    old, new, _ = BAD_PARAMS[case]
+    params = repo.path / "params.yaml"
+    params.write_text(params.read_text().replace(old, new))
+
+
+def break_data(repo, case: int) -> None:
+    raw = repo.path / "data" / "raw" / "iris.csv"
+    raw.unlink()
+    if BAD_DATA[case][0] is not None:
+        raw.write_text(BAD_DATA[case][0])
+
+
+def test_the_check_before_dvc_rejects_everything_prepare_would(built_repo):
+    """Options A and C check the inputs with the validation prepare itself runs (one function,
+    not a copy): every kind of bad params and data, one line naming the file and the problem.
+    Each kind is also covered on the schema and the stages alone (test_mltoy.py)."""
+    from mltoy import InputError
+    from shared_tasks import check_inputs
+
+    params, raw = built_repo.path / "params.yaml", built_repo.path / "data" / "raw" / "iris.csv"
+    good_params, good_raw = params.read_text(), raw.read_text()
+    for case, (_, _, message) in enumerate(BAD_PARAMS):
+        break_params(built_repo, case)
+        with pytest.raises(InputError, match=re.escape(message)):
+            check_inputs.fn(built_repo.path)
+        params.write_text(good_params)
+    for case, (_, message) in enumerate(BAD_DATA):
+        break_data(built_repo, case)
+        with pytest.raises(InputError, match=re.escape(message)):
+            check_inputs.fn(built_repo.path)
+        raw.write_text(good_raw)
+
+
+@pytest.mark.parametrize(
+    ("flow", "params_case", "data_case"),
+    # Each option meets a different kind of each; the single-class and too-few-rows CSVs are the
+    # ones prepare's own checks catch, and used to reach DVC before it did.
+    [("scripts/flow_dvc.py", 0, 2), ("scripts/flow_stages.py", 2, 1), ("scripts/flow_dvc_stages.py", 1, 3)],
+)
+def test_bad_input_stops_the_run_and_dvc_records_none_of_it(built_repo, flow, params_case, data_case):
+    """Bad params or data: one line, exit 1, no stage run, and every output, dvc.lock,
+    data/raw/iris.csv.dvc and DVC's cache as they were: bad data DVC put in its cache would come
+    back later with `make data`."""
     before = kept(built_repo)
-    raw = built_repo.path / "data" / "raw" / "iris.csv"
-    for content, message in BAD_DATA:
-        raw.unlink(missing_ok=True)
-        if content is not None:
-            raw.write_text(content)
-        proc = built_repo.py(flow, check=False)
-        assert proc.returncode == 1 and message in error_line(proc)
-        assert "Running: dvc repro" not in proc.stdout and "Running stage 'train'" not in proc.stdout
-        assert kept(built_repo) == before
+    params, raw = built_repo.path / "params.yaml", built_repo.path / "data" / "raw" / "iris.csv"
+    good_params = params.read_text()
+    break_params(built_repo, params_case)
+    proc = built_repo.py(flow, check=False)
+    assert proc.returncode == 1 and "Running stage" not in proc.stdout
+    assert error_line(proc).startswith(f"error: {params}: ") and BAD_PARAMS[params_case][2] in error_line(proc)
+    assert kept(built_repo) == before
+
+    params.write_text(good_params)
+    break_data(built_repo, data_case)
+    proc = built_repo.py(flow, check=False)
+    assert proc.returncode == 1 and BAD_DATA[data_case][1] in error_line(proc)
+    assert error_line(proc).startswith(f"error: {raw}: ")
+    assert "Running: dvc repro" not in proc.stdout and "Running stage 'train'" not in proc.stdout
+    assert kept(built_repo) == before
 
 
 def test_a_stage_that_fails_keeps_the_last_good_outputs(built_repo):
