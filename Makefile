@@ -5,8 +5,17 @@
 FAIL_ONCE ?= 0
 SHOW_METRICS ?= 1
 PARAMS ?= params.yaml
-# How many stages (Option C) run at once; empty: the number of CPUs.
+# How many stages (Option C) or trials (make sweep, without Dask) run at once; empty: the number of CPUs.
 JOBS ?=
+# The sweep `make sweep` runs, and the Dask scheduler it runs on (empty: threads in this process).
+SWEEP ?= sweep.yaml
+DASK_ADDRESS ?=
+# Worker processes that dask-start starts here, or that dask-worker adds to DASK_ADDRESS; the
+# address and port dask-start listens on (for workers on other machines, this machine's address
+# on a network you trust: Dask runs whatever its clients send).
+DASK_WORKERS ?= 2
+DASK_HOST ?= 127.0.0.1
+DASK_PORT ?= 8786
 BENCH_RUNS ?= 3
 # Server address: the defaults live in prefect.toml (host 127.0.0.1, port 4200); set these to
 # override them for the server and the client alike, e.g. `make prefect-start PREFECT_PORT=4300`
@@ -45,7 +54,8 @@ endif
 
 .PHONY: help  ## List the targets (this list)
 help:
-	@echo "Targets (knobs: FAIL_ONCE=1 SHOW_METRICS=0 PARAMS=path JOBS=N PREFECT_PORT=4300 PREFECT_HOST=... PREFECT_AUTH=user:pass):"
+	@echo "Targets (knobs: FAIL_ONCE=1 SHOW_METRICS=0 PARAMS=path JOBS=N PREFECT_PORT=4300 PREFECT_HOST=... PREFECT_AUTH=user:pass"
+	@echo "         SWEEP=path DASK_ADDRESS=tcp://host:8786 DASK_WORKERS=N DASK_HOST=127.0.0.1 DASK_PORT=8786):"
 	@sed -n 's/^\.PHONY: \([a-z-]*\) *## \(.*\)/\1\t\2/p' $(MAKEFILE_LIST) | \
 		awk -F'\t' '{ printf "  %-16s %s\n", $$1, $$2 }'
 
@@ -106,6 +116,24 @@ run-stages: data
 .PHONY: run-dvc-stages  ## Option C: DVC's stages as Prefect tasks, independent ones at once (JOBS=N, FAIL_ONCE=1, SHOW_METRICS=0)
 run-dvc-stages: data
 	@$(PY) scripts/flow_dvc_stages.py $(FLOW_FLAGS) $(if $(JOBS),--jobs $(JOBS))
+
+.PHONY: sweep  ## Run SWEEP=sweep.yaml, each trial a DVC experiment (JOBS=N; DASK_ADDRESS=tcp://host:8786 for a cluster)
+sweep: data
+	@$(PY) scripts/sweep.py $(SWEEP) $(if $(JOBS),--jobs $(JOBS)) $(if $(DASK_ADDRESS),--dask-address $(DASK_ADDRESS)) \
+		$(if $(filter 0,$(SHOW_METRICS)),--no-show-metrics)
+
+.PHONY: dask-start  ## Start a Dask scheduler and DASK_WORKERS=2 workers in the background, on DASK_HOST=127.0.0.1
+dask-start: $(STAMP)
+	@$(PY) scripts/dask_cluster.py start --workers $(DASK_WORKERS) --host $(DASK_HOST) --port $(DASK_PORT)
+
+.PHONY: dask-stop  ## Stop the Dask scheduler and workers that dask-start started
+dask-stop: $(STAMP)
+	@$(PY) scripts/dask_cluster.py stop
+
+.PHONY: dask-worker  ## Join this machine to DASK_ADDRESS as DASK_WORKERS workers that run trials (foreground)
+dask-worker: $(STAMP)
+	@$(if $(DASK_ADDRESS),,echo "error: set DASK_ADDRESS, e.g. make dask-worker DASK_ADDRESS=tcp://host:8786" >&2; exit 2)
+	@$(PY) scripts/dask_cluster.py worker $(DASK_ADDRESS) --workers $(DASK_WORKERS)
 
 .PHONY: bench  ## Time dvc repro, run-dvc and run-stages side by side (BENCH_RUNS=3); reports/bench.json
 bench: data
