@@ -105,7 +105,8 @@ def _read(path: Path) -> dict:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SweepError(f"{path}: YAML syntax error{where}: {getattr(exc, 'problem', None) or 'invalid YAML'}") from None
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise SweepError(f"{path}: YAML syntax error{where}: {problem}") from None
     if not isinstance(spec, dict):
         raise SweepError(f"{path}: expected a mapping with `objective` and `grid` or `random`")
     return spec

@@ -109,9 +109,11 @@ def test_random_search_is_seeded_distinct_and_in_range(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("objective: accuracy\ngrid:\n  train.CC: [1.0]\n", "grid: train.CC: not a key of params.yaml (its keys: split.test_size,"),
+    ("objective: accuracy\ngrid:\n  train.CC: [1.0]\n",
+     "grid: train.CC: not a key of params.yaml (its keys: split.test_size,"),
     ("objective: accuracy\ngrid:\n  train.C: [0.1, -1.0]\n", "train.C: input should be greater than 0 (got -1.0)"),
-    ("objective: accuracy\ngrid:\n  preprocess.standardize: [true, 'yes']\n", "preprocess.standardize: input should be a valid boolean"),
+    ("objective: accuracy\ngrid:\n  preprocess.standardize: [true, 'yes']\n",
+     "preprocess.standardize: input should be a valid boolean"),
     ("objective: accuracy\ngrid: {}\n", "grid: empty"),
     ("objective: accuracy\ngrid:\n  train.C: []\n", "grid: train.C: expected a non-empty list of values"),
     ("objective: accuracy\ngrid:\n  train.C: [0.1, 0.1]\n", "grid: train.C: 0.1 is listed twice"),
@@ -119,7 +121,8 @@ def test_random_search_is_seeded_distinct_and_in_range(tmp_path):
     ("grid:\n  train.C: [0.1]\n", "objective: missing"),
     ("objective: accuracy\n", "give either `grid` or `random`, not neither"),
     ("objective: accuracy\ngird:\n  train.C: [0.1]\n", "gird: unknown key (allowed: objective, grid, random)"),
-    ("objective: accuracy\nrandom: {trials: 0, seed: 1, space: {train.C: [0.1]}}\n", "random: trials: expected a whole number of 1 or more"),
+    ("objective: accuracy\nrandom: {trials: 0, seed: 1, space: {train.C: [0.1]}}\n",
+     "random: trials: expected a whole number of 1 or more"),
     ("objective: accuracy\nrandom: {trials: 2, space: {train.C: [0.1]}}\n", "random: seed: missing"),
     ("objective: accuracy\nrandom: {trials: 3, seed: 1, space: {preprocess.standardize: [true, false]}}\n",
      "random: trials: this space has only 2 distinct points"),
@@ -143,14 +146,13 @@ def test_dvc_internals_the_recording_uses_are_where_it_expects(built_repo):
 
     from dvc_experiments import experiment_ref, lock_text, pipeline_stages, set_params
 
-    root = built_repo.path
-    with DvcRepo(str(root)) as repo:
-        stages = pipeline_stages(repo)
-        files = {p: (root / p).read_bytes() for p in ("mltoy/pipeline.py", "data/raw/iris.csv", "data/processed/train.csv",
-                                                       "data/processed/test.csv", "models/model.joblib",
-                                                       "reports/metrics.json", "reports/predictions.csv")}
-        md5s = {p: hashlib.md5(d).hexdigest() for p, d in files.items()}
-        text = lock_text(stages, yaml.safe_load(built_repo.read("params.yaml")), md5s, {p: len(d) for p, d in files.items()})
+    paths = ("mltoy/pipeline.py", "data/raw/iris.csv", "data/processed/train.csv", "data/processed/test.csv",
+             "models/model.joblib", "reports/metrics.json", "reports/predictions.csv")
+    files = {path: built_repo.read(path) for path in paths}
+    md5s = {path: hashlib.md5(data).hexdigest() for path, data in files.items()}
+    sizes = {path: len(data) for path, data in files.items()}
+    with DvcRepo(str(built_repo.path)) as repo:
+        text = lock_text(pipeline_stages(repo), yaml.safe_load(built_repo.read("params.yaml")), md5s, sizes)
     assert text == built_repo.read("dvc.lock").decode()  # byte for byte what `dvc repro` wrote
     params = built_repo.read("params.yaml").decode()
     assert set_params(params, {}) == params
@@ -204,7 +206,8 @@ def test_every_trial_is_a_dvc_experiment_with_its_params_and_metrics(swept):
         assert exp["params"]["preprocess"] == {"standardize": row["preprocess.standardize"]}
         assert exp["metrics"] == {name: row[name] for name in OBJECTIVES}
     best = rows[0]["trial"]
-    assert f"Best trial: {best} (accuracy {rows[0]['accuracy']:.4f}); to bring it to the workspace: dvc exp apply {best}" in swept.output
+    assert (f"Best trial: {best} (accuracy {rows[0]['accuracy']:.4f}); "
+            f"to bring it to the workspace: dvc exp apply {best}") in swept.output
 
 
 def test_applying_a_trial_makes_it_the_workspace_and_dvc_agrees(swept, tmp_path):
@@ -280,8 +283,8 @@ def test_nothing_runs_or_is_recorded_for_a_bad_sweep_or_uncommitted_code(built_r
 
 
 def test_ctrl_c_stops_the_trials_and_what_is_recorded_is_whole(built_repo, tmp_path):
-    (built_repo.path / "many.yaml").write_text(
-        "objective: accuracy\nrandom:\n  trials: 40\n  seed: 3\n  space:\n    train.C: {low: 0.01, high: 100, log: true}\n")
+    (built_repo.path / "many.yaml").write_text("objective: accuracy\nrandom:\n  trials: 40\n  seed: 3\n  space:\n"
+                                               "    train.C: {low: 0.01, high: 100, log: true}\n")
     trial_tmp = tmp_path / "trial-tmp"
     trial_tmp.mkdir()
     before = workspace(built_repo)
@@ -370,6 +373,19 @@ def test_trials_run_on_both_workers_of_a_dask_cluster(dask_cluster, built_repo):
     assert {row["worker"] for row in rows} == workers  # both workers ran trials
     assert len(experiments(built_repo)) == 6
     assert built_repo.tracked_changes() == ""
+    # Each trial is a task run on the server, with its logs from the worker (Prefect #19925, #18082).
+    port, run_id = view_at(run.stdout)
+    _, tasks = api(port, "POST", "/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}})
+    trials = {t["name"]: t for t in tasks if t["name"].startswith("six-")}
+    assert set(trials) == {row["trial"] for row in rows}
+    assert {t["state_type"] for t in trials.values()} == {"COMPLETED"}
+    deadline = time.monotonic() + 15  # a worker sends its logs in batches, every 2 s or so
+    while True:
+        _, logs = api(port, "POST", "/logs/filter", {"logs": {"task_run_id": {"any_": [t["id"] for t in trials.values()]}}})
+        if {log["task_run_id"] for log in logs} == {t["id"] for t in trials.values()} or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert {log["task_run_id"] for log in logs} == {t["id"] for t in trials.values()}
 
 
 def test_a_dask_sweep_needs_a_server_and_a_scheduler_that_answer(dask_cluster, built_repo):
@@ -377,7 +393,8 @@ def test_a_dask_sweep_needs_a_server_and_a_scheduler_that_answer(dask_cluster, b
     no_server = built_repo.py("scripts/sweep.py", "--dask-address", address, check=False,
                               env=dict(built_repo.env, PREFECT_SERVER_API_PORT=str(free_port())))
     assert no_server.returncode == 1
-    assert "error: a sweep on a Dask cluster (its workers report to it) needs a Prefect server; none answers at" in no_server.stdout
+    assert ("error: a sweep on a Dask cluster (its workers report to it) needs a Prefect server; "
+            "none answers at") in no_server.stdout
     start = time.monotonic()
     nowhere = f"tcp://127.0.0.1:{free_port()}"
     no_scheduler = built_repo.py("scripts/sweep.py", "--dask-address", nowhere, check=False)
