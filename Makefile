@@ -139,6 +139,10 @@ dask-worker: $(STAMP)
 bench: data
 	@PYTHONPATH=scripts $(PY) benchmarks/bench.py --runs $(BENCH_RUNS)
 
+.PHONY: bench-sweep  ## Time make sweep against DVC's queue, at 16/64/256 trials, and on Dask; reports/bench-sweep.json
+bench-sweep: $(STAMP)
+	@PYTHONPATH=scripts $(PY) benchmarks/bench_sweep.py
+
 .PHONY: test  ## Run the tests (each in its own temporary repo, Prefect home and server)
 test: $(STAMP)
 	$(PY) -m pytest --durations=10 $(PYTEST_ARGS)

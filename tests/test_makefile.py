@@ -18,7 +18,7 @@ def test_help_is_the_default_goal_and_lists_every_target():
     assert list(listed) == declared
     for target in ("setup", "data", "prefect-start", "prefect-stop", "prefect-status", "doctor",
                    "run-dvc", "run-stages", "run-dvc-stages", "sweep", "dask-start", "dask-stop", "dask-worker",
-                   "bench", "test", "clean"):
+                   "bench", "bench-sweep", "test", "clean"):
         assert listed[target], target
     assert "keeps .venv" in listed["clean"]
 
