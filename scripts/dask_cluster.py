@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+from importlib.util import find_spec
 from urllib.parse import urlsplit
 
 import psutil
@@ -36,6 +37,7 @@ SCHEDULER, WORKERS = "scheduler", "workers"
 START_TIMEOUT = 90  # a cold start of Python, Dask and the kit's imports on a busy machine
 STOP_TIMEOUT = 20
 CONNECT_TIMEOUT = 5.0  # seconds
+KIT_MODULE = "trials"  # one of the kit's modules: a process that imports it can run trials
 
 
 def worker_env() -> dict[str, str]:
@@ -55,8 +57,9 @@ def worker_command(address: str, workers: int, host: str) -> list[str]:
                         "--nworkers", str(workers), "--nthreads", "1", "--death-timeout", "60")
 
 
-def count_workers(address: str, timeout: float = CONNECT_TIMEOUT) -> int | None:
-    """How many workers the scheduler at `address` has; None when no scheduler answers there."""
+def survey(address: str, timeout: float = CONNECT_TIMEOUT) -> tuple[int, list[str]] | None:
+    """The scheduler at `address`: how many workers it has, and which of it and them cannot
+    import the kit's code; None when no scheduler answers there."""
     from distributed import Client
 
     url = urlsplit(address)
@@ -67,18 +70,27 @@ def count_workers(address: str, timeout: float = CONNECT_TIMEOUT) -> int | None:
             return None
     try:
         with Client(address, timeout=timeout, set_as_default=False) as client:
-            return len(client.scheduler_info()["workers"])
+            workers = client.scheduler_info()["workers"]
+            # find_spec is the standard library's: every Dask process can unpickle it.
+            without = [] if client.run_on_scheduler(find_spec, KIT_MODULE) else ["the scheduler"]
+            if workers:
+                without += [name for name, spec in client.run(find_spec, KIT_MODULE).items() if spec is None]
+            return len(workers), without
     except (OSError, TimeoutError, ValueError):
         return None
 
 
 def check_cluster(address: str, need_workers: bool = True) -> None:
-    """SystemExit with a one-line error unless a scheduler answers at `address` (with workers,
-    when `need_workers`)."""
-    workers = count_workers(address)
-    if workers is None:
+    """SystemExit with a one-line error unless a scheduler answers at `address`, it and its
+    workers can import the kit's code, and it has workers (when `need_workers`)."""
+    found = survey(address)
+    if found is None:
         raise SystemExit(f"error: no Dask scheduler answers at {address}; start one with "
                          "`make dask-start`, or check DASK_ADDRESS")
+    workers, without = found
+    if without:
+        raise SystemExit(f"error: {', '.join(without)} at {address} cannot import the kit's code; start "
+                         "them from a checkout of the kit (make dask-start, make dask-worker)")
     if need_workers and workers == 0:
         raise SystemExit(f"error: the Dask scheduler at {address} has no workers; add some with "
                          f"`make dask-worker DASK_ADDRESS={address}`")
@@ -107,7 +119,7 @@ def _spawn(name: str, command: list[str]) -> subprocess.Popen:
 def start(workers: int, port: int, host: str) -> int:
     address = f"tcp://{host}:{port}"
     if _pid(SCHEDULER):
-        print(f"Dask scheduler already running: {address}, {count_workers(address)} workers (logs: {STATE}/)")
+        print(f"Dask scheduler already running: {address} (logs: {STATE}/)")
         return 0
     with socket.socket() as s:
         if s.connect_ex((host, port)) == 0:
@@ -120,7 +132,8 @@ def start(workers: int, port: int, host: str) -> int:
              _spawn(WORKERS, worker_command(address, workers, host))]
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline and all(proc.poll() is None for proc in procs):
-        if (count_workers(address, timeout=2) or 0) >= workers:
+        found = survey(address, timeout=2)
+        if found and found[0] >= workers:
             print(f"Dask scheduler running: {address}, {workers} workers (logs: {STATE}/)\n"
                   f"Sweep on it: make sweep DASK_ADDRESS={address}")
             return 0
