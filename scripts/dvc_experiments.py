@@ -52,14 +52,13 @@ class Experiments:
         hold HEAD's files beside the trial's, so the trials must run on those very files."""
         records = data_records(self.dvc)
         changed = []
-        with self.dvc.lock:  # as `dvc status` takes it to compare data with its record
-            for path in paths:
-                if path in records:  # data that DVC tracks: its .dvc file, and the data against it
-                    record = records[path]
-                    if self.git.status_file(record.path_in_repo) or record.changed():
-                        changed.append(path)
-                elif self.git.status_file(path):
+        for path in paths:
+            if path in records:  # data that DVC tracks: its .dvc file, and the data against it
+                record, data_changed = records[path]
+                if self.git.status_file(record) or data_changed:
                     changed.append(path)
+            elif self.git.status_file(path):
+                changed.append(path)
         return changed
 
     def cached(self, md5s: Iterable[str]) -> bool:
@@ -94,7 +93,7 @@ class Experiments:
         existing = self.git.references.get(ref)
         if existing is not None and existing.peel(pygit2.Commit).tree_id == tree:
             return "unchanged"
-        with self.dvc.lock:  # DVC's repository lock, as its own commands take to write refs
+        with repository_lock(self.dvc):  # as DVC's own commands take it to write refs
             signature = self._signature()
             commit = self.git.create_commit(None, signature, signature, f"dvc: sweep trial {name}",
                                             tree, [self.baseline.id])
@@ -122,7 +121,8 @@ def set_params(text: str, values: dict[str, Any]) -> str:
 
 
 # --- DVC internals, each behind one function ---------------------------------------------------
-# Checked against dvc 3.67.1 (dvc-data 3.18); tests/test_sweep.py fails loudly if one moves.
+# Checked against dvc 3.67.1 (dvc-data 3.18.3, dvc-objects 5.2.0); tests/test_sweep.py::
+# test_dvc_internals_the_recording_uses_are_where_it_expects fails, naming it, if one moves.
 
 
 def pipeline_stages(repo: Repo) -> list:
@@ -132,12 +132,20 @@ def pipeline_stages(repo: Repo) -> list:
     return [stage for stage in repo.index.stages if isinstance(stage, PipelineStage)]
 
 
-def data_records(repo: Repo) -> dict:
-    """The repository's .dvc files (data that DVC tracks), by the path of their data."""
+def data_records(repo: Repo) -> dict[str, tuple[str, bool]]:
+    """The repository's .dvc files (data that DVC tracks), by their data's path: each one's own
+    path, and whether the data differs from it (as `dvc status` decides, under DVC's lock)."""
     from dvc.stage import PipelineStage
 
-    return {str(Path(stage.path_in_repo).parent / stage.outs[0].def_path): stage for stage in repo.index.stages
-            if not isinstance(stage, PipelineStage) and len(stage.outs) == 1}
+    records = [stage for stage in repo.index.stages if not isinstance(stage, PipelineStage) and len(stage.outs) == 1]
+    with repository_lock(repo):
+        return {str(Path(record.path_in_repo).parent / record.outs[0].def_path): (record.path_in_repo, record.changed())
+                for record in records}
+
+
+def repository_lock(repo: Repo):
+    """DVC's repository lock (.dvc/tmp/lock), a context manager."""
+    return repo.lock
 
 
 def git_outputs(stages: list) -> list[str]:

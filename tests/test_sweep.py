@@ -144,7 +144,8 @@ def test_dvc_internals_the_recording_uses_are_where_it_expects(built_repo):
     when DVC moves one, this fails here first, naming it."""
     from dvc.repo import Repo as DvcRepo
 
-    from dvc_experiments import experiment_ref, lock_text, pipeline_stages, set_params
+    from dvc_experiments import (cache_path, cache_put, data_records, experiment_ref, git_outputs, lock_text,
+                                 pipeline_stages, set_params)
 
     paths = ("mltoy/pipeline.py", "data/raw/iris.csv", "data/processed/train.csv", "data/processed/test.csv",
              "models/model.joblib", "reports/metrics.json", "reports/predictions.csv")
@@ -152,7 +153,15 @@ def test_dvc_internals_the_recording_uses_are_where_it_expects(built_repo):
     md5s = {path: hashlib.md5(data).hexdigest() for path, data in files.items()}
     sizes = {path: len(data) for path, data in files.items()}
     with DvcRepo(str(built_repo.path)) as repo:
-        text = lock_text(pipeline_stages(repo), yaml.safe_load(built_repo.read("params.yaml")), md5s, sizes)
+        stages = pipeline_stages(repo)
+        assert [stage.name for stage in stages] == ["prepare", "train", "evaluate"]
+        text = lock_text(stages, yaml.safe_load(built_repo.read("params.yaml")), md5s, sizes)
+        assert git_outputs(stages) == ["reports/metrics.json", "reports/predictions.csv"]
+        assert data_records(repo) == {"data/raw/iris.csv": ("data/raw/iris.csv.dvc", False)}
+        assert cache_path(repo, md5s["data/raw/iris.csv"]).read_bytes() == files["data/raw/iris.csv"]
+        put = cache_put(repo, b"a new object\n")
+        assert cache_path(repo, put).read_bytes() == b"a new object\n"
+        assert cache_path(repo, put).stat().st_mode & 0o777 == 0o444  # read-only, as DVC keeps its cache
     assert text == built_repo.read("dvc.lock").decode()  # byte for byte what `dvc repro` wrote
     params = built_repo.read("params.yaml").decode()
     assert set_params(params, {}) == params
