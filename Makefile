@@ -5,8 +5,17 @@
 FAIL_ONCE ?= 0
 SHOW_METRICS ?= 1
 PARAMS ?= params.yaml
-# How many stages (Option C) run at once; empty: the number of CPUs.
+# How many stages (Option C) or trials (make sweep, without Dask) run at once; empty: the number of CPUs.
 JOBS ?=
+# The sweep `make sweep` runs, and the Dask scheduler it runs on (empty: threads in this process).
+SWEEP ?= sweep.yaml
+DASK_ADDRESS ?=
+# Worker processes that dask-start starts here, or that dask-worker adds to DASK_ADDRESS; the
+# address and port dask-start listens on (for workers on other machines, this machine's address
+# on a network you trust: Dask runs whatever its clients send).
+DASK_WORKERS ?= 2
+DASK_HOST ?= 127.0.0.1
+DASK_PORT ?= 8786
 BENCH_RUNS ?= 3
 # Server address: the defaults live in prefect.toml (host 127.0.0.1, port 4200); set these to
 # override them for the server and the client alike, e.g. `make prefect-start PREFECT_PORT=4300`
@@ -45,7 +54,8 @@ endif
 
 .PHONY: help  ## List the targets (this list)
 help:
-	@echo "Targets (knobs: FAIL_ONCE=1 SHOW_METRICS=0 PARAMS=path JOBS=N PREFECT_PORT=4300 PREFECT_HOST=... PREFECT_AUTH=user:pass):"
+	@echo "Targets (knobs: FAIL_ONCE=1 SHOW_METRICS=0 PARAMS=path JOBS=N PREFECT_PORT=4300 PREFECT_HOST=... PREFECT_AUTH=user:pass"
+	@echo "         SWEEP=path DASK_ADDRESS=tcp://host:8786 DASK_WORKERS=N DASK_HOST=127.0.0.1 DASK_PORT=8786):"
 	@awk '/^\.PHONY: [a-z-]+ +## / { name = $$2; sub(/^[^#]*## /, ""); printf "  %-16s %s\n", name, $$0 }' $(MAKEFILE_LIST)
 
 .PHONY: setup  ## Build .venv from requirements.txt (again only when requirements change)
@@ -106,9 +116,31 @@ run-stages: data
 run-dvc-stages: data
 	@$(PY) scripts/flow_dvc_stages.py $(FLOW_FLAGS) $(if $(JOBS),--jobs $(JOBS))
 
+.PHONY: sweep  ## Run SWEEP=sweep.yaml, each trial a DVC experiment (JOBS=N; DASK_ADDRESS=tcp://host:8786 for a cluster)
+sweep: data
+	@$(PY) scripts/sweep.py $(SWEEP) $(if $(JOBS),--jobs $(JOBS)) $(if $(DASK_ADDRESS),--dask-address $(DASK_ADDRESS)) \
+		$(if $(filter 0,$(SHOW_METRICS)),--no-show-metrics)
+
+.PHONY: dask-start  ## Start a Dask scheduler and DASK_WORKERS=2 workers in the background, on DASK_HOST=127.0.0.1
+dask-start: $(STAMP)
+	@$(PY) scripts/dask_cluster.py start --workers $(DASK_WORKERS) --host $(DASK_HOST) --port $(DASK_PORT)
+
+.PHONY: dask-stop  ## Stop the Dask scheduler and workers that dask-start started
+dask-stop: $(STAMP)
+	@$(PY) scripts/dask_cluster.py stop
+
+.PHONY: dask-worker  ## Join this machine to DASK_ADDRESS as DASK_WORKERS workers that run trials (foreground)
+dask-worker: $(STAMP)
+	@$(if $(DASK_ADDRESS),,echo "error: set DASK_ADDRESS, e.g. make dask-worker DASK_ADDRESS=tcp://host:8786" >&2; exit 2)
+	@$(PY) scripts/dask_cluster.py worker $(DASK_ADDRESS) --workers $(DASK_WORKERS)
+
 .PHONY: bench  ## Time dvc repro and Options A, B and C side by side (BENCH_RUNS=3); reports/bench.json
 bench: data
 	@PYTHONPATH=scripts $(PY) benchmarks/bench.py --runs $(BENCH_RUNS)
+
+.PHONY: bench-sweep  ## Time make sweep against DVC's queue, at 16/64/256 trials, and on Dask; reports/bench-sweep.json
+bench-sweep: $(STAMP)
+	@PYTHONPATH=scripts $(PY) benchmarks/bench_sweep.py
 
 .PHONY: test  ## Run the tests (each in its own temporary repo, Prefect home and server)
 test: $(STAMP)

@@ -68,12 +68,13 @@ def _check_credentials(api_url: str) -> None:
 
 
 @contextmanager
-def prefect_connection() -> Iterator[str | None]:
+def prefect_connection(server_needed_by: str | None = None) -> Iterator[str | None]:
     """Send this process's runs to the kit's server when it answers, else to a temporary one;
     yields the server's API URL, or None for a temporary server.
 
     A PREFECT_API_URL that the user set on purpose and that does not answer is an error: falling
-    back would hide their runs somewhere they do not look.
+    back would hide their runs somewhere they do not look. So is no server at all when
+    `server_needed_by` says what needs one.
     """
     chosen = get_current_settings().api.url
     if chosen:
@@ -91,6 +92,8 @@ def prefect_connection() -> Iterator[str | None]:
         with temporary_settings(updates={PREFECT_API_URL: url}):
             yield url
         return
+    if server_needed_by:
+        raise _no_server(server_needed_by, url)
     home = get_current_settings().home
     print(
         f"No Prefect server at {url.removesuffix('/api')}: this run uses a temporary one on the "
@@ -107,13 +110,17 @@ def require_server(what: str) -> str:
     stops with this process would take them with it."""
     url = get_current_settings().api.url or server_api_url()
     if not server_answers(url):
-        raise SystemExit(
-            f"error: {what} needs a running Prefect server, and none answers at "
-            f"{url.removesuffix('/api')}: start one with `make prefect-start` (with the same "
-            "PREFECT_PORT), or set PREFECT_API_URL to your team's server"
-        )
+        raise _no_server(what, url)
     _check_credentials(url)
     return url
+
+
+def _no_server(what: str, url: str) -> SystemExit:
+    return SystemExit(
+        f"error: {what} needs a running Prefect server, and none answers at "
+        f"{url.removesuffix('/api')}: start one with `make prefect-start` (with the same "
+        "PREFECT_PORT), or set PREFECT_API_URL to your team's server"
+    )
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import yaml
 
@@ -52,6 +53,13 @@ def read_stages(repo: Path) -> dict[str, Stage]:
             params=tuple(spec.get("params", [])),
         )
     return stages
+
+
+def pipeline_inputs(stages: Iterable[Stage]) -> list[str]:
+    """The files the stages read that none of them writes (the code, the raw data), in order."""
+    stages = list(stages)
+    written = {out for stage in stages for out in stage.outs}
+    return [dep for dep in dict.fromkeys(dep for stage in stages for dep in stage.deps) if dep not in written]
 
 
 def metrics_files(repo: Path) -> list[Path]:

@@ -8,8 +8,6 @@ options run the same pipeline, and Prefect's cache skips a stage by DVC's rule.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,62 +16,16 @@ import project
 
 project.enter()  # first: Prefect reads prefect.toml from the project root when it is imported
 
-from prefect import Task, flow, get_run_logger, task  # noqa: E402
-from prefect.cache_policies import CachePolicy  # noqa: E402
-from prefect.context import TaskRunContext  # noqa: E402
-from prefect.results import get_result_store  # noqa: E402
+from prefect import flow, get_run_logger, task  # noqa: E402
 
 import runs  # noqa: E402
 from dvc_yaml import Stage, read_stages  # noqa: E402
-from mltoy.files import md5_file  # noqa: E402
 from mltoy.params import Params, load_params  # noqa: E402
 from retries import fail_first_attempt  # noqa: E402
 from shared_tasks import metrics_summary  # noqa: E402
+from stage_cache import Outputs, StageCache, outputs_state, run_cached  # noqa: E402
 
-Outputs = dict[str, str | None]  # each output's md5, None where it is missing
-
-
-# --- caching with DVC's semantics -------------------------------------------------------------
-
-
-def stage_key(stage: Stage, params: Params) -> str:
-    """What DVC's dvc.lock records of a stage's inputs: its paths, the md5 of each dep (its code
-    and data) and the values of the params it reads."""
-    spec = {
-        "deps": {dep: md5_file(project.ROOT / dep) for dep in stage.deps},
-        "params": {key: _param(params, key) for key in stage.params},
-        "paths": {k: str(v.relative_to(project.ROOT)) for k, v in stage.paths.items()},
-    }
-    return f"{stage.name}-{hashlib.md5(json.dumps(spec, sort_keys=True).encode()).hexdigest()}"
-
-
-def outputs_state(stage: Stage) -> Outputs:
-    """What a run of the stage left behind."""
-    return {out: md5_file(project.ROOT / out) for out in stage.outs}
-
-
-def _param(params: Params, dotted: str) -> Any:
-    value: Any = params
-    for part in dotted.split("."):
-        value = getattr(value, part)
-    return value
-
-
-class StageCache(CachePolicy):
-    """A stage is cached on stage_key; its stored result is the md5 of each output it wrote."""
-
-    def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters, **kwargs) -> str:
-        return stage_key(inputs["stage"], inputs["params"])
-
-
-def run_cached(stage_task: Task, stage: Stage, params: Params, **kwargs: Any) -> Outputs:
-    """Call a stage's task, with DVC's rule for outputs: a cached result counts only while the
-    outputs on disk are the ones it recorded. When they were deleted or edited, the task runs
-    again (refresh_cache), records afresh, and the next run finds it cached."""
-    store = get_result_store().update_for_task(stage_task)
-    key = stage_key(stage, params)
-    intact = store.exists(key) and store.read(key).result == outputs_state(stage)
-    return stage_task.with_options(refresh_cache=not intact)(stage, params, **kwargs)
+# --- the stages as tasks, cached by DVC's rule (stage_cache.py) -------------------------------
 
 
 def stage_task(name: str, **options: Any):
@@ -82,10 +34,7 @@ def stage_task(name: str, **options: Any):
     return task(name=name, cache_policy=StageCache(), persist_result=True, result_serializer="json", **options)
 
 
-# --- the stages as tasks ----------------------------------------------------------------------
 # Each task imports its stage function when it runs: pandas and joblib cost a cached run 0.5 s.
-
-
 def run_stage(stage: Stage, function, **kwargs: Any) -> Outputs:
     get_run_logger().info("Running stage %r", stage.name)
     function(**stage.paths, **kwargs)

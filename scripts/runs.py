@@ -18,10 +18,12 @@ from pipeline_lock import pipeline_lock
 from project import RUN_TAG
 
 
-def flow_parser(doc: str, fail_once_help: str) -> argparse.ArgumentParser:
-    """The options every flow takes: --fail-once and --[no-]show-metrics (also as the tour spells it)."""
+def flow_parser(doc: str, fail_once_help: str | None = None) -> argparse.ArgumentParser:
+    """The options every flow takes: --[no-]show-metrics (also as the tour spells it), and
+    --fail-once where the flow has a retry to show."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
-    parser.add_argument("--fail-once", action="store_true", help=fail_once_help)
+    if fail_once_help:
+        parser.add_argument("--fail-once", action="store_true", help=fail_once_help)
     parser.add_argument(
         "--show-metrics",
         "--show_metrics",
@@ -41,9 +43,12 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_flow(what: str, repo: Path, pipeline_flow: Flow, /, **parameters: Any) -> int:
+def run_flow(what: str, repo: Path, pipeline_flow: Flow, /, *, server_needed_by: str | None = None,
+             **parameters: Any) -> int:
     """Run a flow as every entry point does, and return the process's exit status: 0 when the
     run completed, DVC's code when DVC failed, 128 + the signal's number when stopped, else 1.
+    With `server_needed_by` (what needs it), a run with no server to go to is an error rather
+    than a run on a temporary one.
 
     SIGTERM and SIGHUP (the terminal closed) stop the run as Ctrl-C does: Prefect marks it
     Crashed, its tasks stop their child processes, and Prefect's exit handlers stop a temporary
@@ -52,7 +57,7 @@ def run_flow(what: str, repo: Path, pipeline_flow: Flow, /, **parameters: Any) -
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
     try:
-        with prefect_connection() as api_url, pipeline_lock(repo, what), tags(RUN_TAG):
+        with prefect_connection(server_needed_by) as api_url, pipeline_lock(repo, what), tags(RUN_TAG):
             try:
                 state = pipeline_flow(**parameters, return_state=True)
             except Exception as exc:

@@ -178,7 +178,8 @@ def built_template(tmp_path_factory, template, prefect_server) -> Path:
     return path
 
 
-def _repo(tmp_path: Path, source: Path, server_env: dict[str, str]) -> Repo:
+def copy_repo(tmp_path: Path, source: Path, server_env: dict[str, str]) -> Repo:
+    """A copy of `source` in tmp_path/kit, with its own DVC site cache and Prefect home."""
     tmp_path.mkdir(exist_ok=True)
     path = tmp_path / "kit"
     shutil.copytree(source, path, symlinks=True)
@@ -192,13 +193,13 @@ def _repo(tmp_path: Path, source: Path, server_env: dict[str, str]) -> Repo:
 @pytest.fixture
 def repo(tmp_path, template, prefect_server) -> Repo:
     """A fresh clone with its data: nothing built yet."""
-    return _repo(tmp_path, template, prefect_server)
+    return copy_repo(tmp_path, template, prefect_server)
 
 
 @pytest.fixture
 def built_repo(tmp_path, built_template, prefect_server) -> Repo:
     """A clone where the pipeline has run: `dvc repro` has nothing to do."""
-    return _repo(tmp_path, built_template, prefect_server)
+    return copy_repo(tmp_path, built_template, prefect_server)
 
 
 @pytest.fixture
@@ -206,6 +207,6 @@ def make_repo(tmp_path, template, built_template, prefect_server):
     """More than one copy in a test: make_repo("a"), make_repo("b", built=True)."""
 
     def make(name: str, built: bool = False) -> Repo:
-        return _repo(tmp_path / name, built_template if built else template, prefect_server)
+        return copy_repo(tmp_path / name, built_template if built else template, prefect_server)
 
     return make

@@ -17,8 +17,8 @@ def test_help_is_the_default_goal_and_lists_every_target():
     listed = dict(re.findall(r"^  ([\w-]+) +(\S.*)$", out, flags=re.M))
     assert list(listed) == declared
     for target in ("setup", "data", "prefect-start", "prefect-stop", "prefect-status", "doctor",
-                   "run-dvc", "run-stages", "run-dvc-stages", "bench", "test", "clean",
-                   "serve", "deploy", "worker"):
+                   "run-dvc", "run-stages", "run-dvc-stages", "sweep", "dask-start", "dask-stop", "dask-worker",
+                   "bench", "bench-sweep", "test", "clean", "serve", "deploy", "worker"):
         assert listed[target], target
     assert "keeps .venv" in listed["clean"]
 

@@ -1,0 +1,87 @@
+"""DVC's rule for skipping work, kept in Prefect's result store: a stage is not run again while
+its paths, the md5 of each dep and the values of the params it reads are those of a recorded run,
+and the outputs that run recorded are intact. Option B caches each stage by it; a sweep caches
+each trial (the whole pipeline on one point) by it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Iterable, Mapping
+
+from prefect import Task
+from prefect.cache_policies import CachePolicy
+from prefect.context import TaskRunContext
+from prefect.results import get_result_store
+
+from dvc_yaml import Stage
+from mltoy.files import md5_file
+from mltoy.params import Params
+from project import ROOT
+
+Outputs = dict[str, str | None]  # each output's md5, None where it is missing
+
+
+def stage_key(stage: Stage, params: Params, known: Mapping[str, str] | None = None) -> str:
+    """What DVC's dvc.lock records of a stage's inputs: its paths, the md5 of each dep (its code
+    and data) and the values of the params it reads. A dep in `known` counts by the value given
+    there instead of its md5 on disk (see pipeline_key)."""
+    known = known or {}
+    spec = {
+        "deps": {dep: known[dep] if dep in known else md5_file(ROOT / dep) for dep in stage.deps},
+        "params": {key: param_value(params, key) for key in stage.params},
+        "paths": {k: str(v.relative_to(ROOT)) for k, v in stage.paths.items()},
+    }
+    return f"{stage.name}-{hashlib.md5(json.dumps(spec, sort_keys=True).encode()).hexdigest()}"
+
+
+def pipeline_key(stages: Iterable[Stage], params: Params) -> str:
+    """The key of running these stages in order from scratch, as one unit: each stage's key by
+    stage_key, where a dep that an earlier stage writes counts by that stage's key (its outputs
+    follow from it), so no output needs to exist to compute the key."""
+    written: dict[str, str] = {}
+    keys = []
+    for stage in stages:
+        key = stage_key(stage, params, written)
+        written.update(dict.fromkeys(stage.outs, key))
+        keys.append(key)
+    return f"pipeline-{hashlib.md5(' '.join(keys).encode()).hexdigest()}"
+
+
+def outputs_state(stage: Stage) -> Outputs:
+    """What a run of the stage left behind."""
+    return {out: md5_file(ROOT / out) for out in stage.outs}
+
+
+def param_value(params: Params, dotted: str) -> Any:
+    value: Any = params
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+class StageCache(CachePolicy):
+    """A stage is cached on stage_key; its stored result is the md5 of each output it wrote."""
+
+    def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters, **kwargs) -> str:
+        return stage_key(inputs["stage"], inputs["params"])
+
+
+def recorded(task: Task, key: str) -> Any | None:
+    """What the task's run with this cache key recorded in Prefect's result store, if any."""
+    store = get_result_store().update_for_task(task)
+    return store.read(key).result if store.exists(key) else None
+
+
+def record(task: Task, key: str, value: Any) -> None:
+    """Record `value` as the result of the task's run with this cache key."""
+    get_result_store().update_for_task(task).write(value, key=key)
+
+
+def run_cached(stage_task: Task, stage: Stage, params: Params, **kwargs: Any) -> Outputs:
+    """Call a stage's task, with DVC's rule for outputs: a cached result counts only while the
+    outputs on disk are the ones it recorded. When they were deleted or edited, the task runs
+    again (refresh_cache), records afresh, and the next run finds it cached."""
+    intact = recorded(stage_task, stage_key(stage, params)) == outputs_state(stage)
+    return stage_task.with_options(refresh_cache=not intact)(stage, params, **kwargs)

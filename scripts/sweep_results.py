@@ -1,0 +1,57 @@
+"""A sweep's results: one row per trial (its params, metrics, state, seconds and where it ran),
+ranked by the objective, as a table for Prefect's artifact and for the terminal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sweep_spec import OBJECTIVES, Point
+from trials import TrialResult
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    values: dict[str, Any]  # the point's params, by dotted key
+    state: str  # Completed, Cached or Failed
+    metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float | None = None
+    worker: str = ""
+    error: str = ""
+
+    @classmethod
+    def of(cls, point: Point, state: str, result: TrialResult) -> Row:
+        return cls(point.name, point.values, state, result.metrics, result.seconds, result.worker)
+
+    @classmethod
+    def failed(cls, point: Point, exc: BaseException) -> Row:
+        first_line = next(iter(str(exc).strip().splitlines()), "")
+        return cls(point.name, point.values, "Failed", error=f"{type(exc).__name__}: {first_line}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as the artifact shows it: every row has the same columns."""
+        metrics = {name: self.metrics.get(name) for name in OBJECTIVES}
+        return {"trial": self.name, **self.values, **metrics, "state": self.state,
+                "seconds": self.seconds, "worker": self.worker, "error": self.error}
+
+
+def ranked(rows: list[Row], objective: str) -> list[Row]:
+    """Best objective first (ties by name); failed trials last."""
+    return sorted(rows, key=lambda row: (row.state == "Failed", -row.metrics.get(objective, 0), row.name))
+
+
+def format_table(rows: list[Row], objective: str) -> str:
+    """The ranked rows as a plain-text table."""
+    others = [name for name in OBJECTIVES if name != objective]
+    header = ["trial", objective, *others, "state", "seconds", "worker", "error"]
+    lines = [header]
+    for row in rows:
+        metrics = [f"{row.metrics[name]:.4f}" if name in row.metrics else "-" for name in [objective, *others]]
+        seconds = "-" if row.seconds is None else f"{row.seconds:.2f}"
+        lines.append([row.name, *metrics, row.state, seconds, row.worker or "-", row.error])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    right = {*range(1, len(OBJECTIVES) + 1), len(OBJECTIVES) + 2}  # the metrics and seconds
+    text = ["  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in
+                      enumerate(zip(line, widths))).rstrip() for line in lines]
+    return "\n".join(text)
