@@ -1,4 +1,5 @@
-"""Files written whole or not at all, and their md5 (the hash DVC records)."""
+"""Files: written whole or not at all, their md5 (the hash DVC records), and YAML read with a
+one-line error."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import hashlib
 import os
 from pathlib import Path
 from typing import Callable
+
+import yaml
 
 
 def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
@@ -30,3 +33,18 @@ def md5_file(path: Path) -> str | None:
         return hashlib.md5(Path(path).read_bytes()).hexdigest()
     except FileNotFoundError:
         return None
+
+
+def read_yaml(path: Path, error: type[Exception], what: str) -> object:
+    """The data of a YAML file; a missing file or bad syntax raises `error` with one line naming
+    the file, and the line and column of the syntax error."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise error(f"{path}: YAML syntax error{where}: {problem}") from None

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mltoy import InputError
+from mltoy.files import read_yaml
 
 
 class _Section(BaseModel):
@@ -52,17 +52,7 @@ def parse_params(data: object, source: str = "params") -> Params:
 
 
 def load_params(path: Path) -> Params:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: params file not found") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ParamsError(f"{path}: YAML syntax error{where}: {problem}") from None
-    return parse_params(data, str(path))
+    return parse_params(read_yaml(path, ParamsError, "params file"), str(path))
 
 
 def _allowed(err: dict) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -30,12 +29,12 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from processes import stop_group
 from project import ROOT
 
 STATE = ROOT / ".dask"
 SCHEDULER, WORKERS = "scheduler", "workers"
 START_TIMEOUT = 90  # a cold start of Python, Dask and the kit's imports on a busy machine
-STOP_TIMEOUT = 20
 CONNECT_TIMEOUT = 5.0  # seconds
 KIT_MODULE = "trials"  # one of the kit's modules: a process that imports it can run trials
 
@@ -145,22 +144,12 @@ def start(workers: int, port: int, host: str) -> int:
 
 
 def _terminate(name: str) -> bool:
-    """SIGTERM the process and its session (Dask's nannies and workers), wait, SIGKILL what lingers."""
+    """Stop the process and its session (Dask's nannies and workers); False if it was not running."""
     pid = _pid(name)
-    if pid is None:
-        (STATE / f"{name}.pid").unlink(missing_ok=True)
-        return False
-    try:
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while time.monotonic() < deadline:
-            os.killpg(pid, 0)
-            time.sleep(0.2)
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    if pid is not None:
+        stop_group(pid)
     (STATE / f"{name}.pid").unlink(missing_ok=True)
-    return True
+    return pid is not None
 
 
 def stop() -> int:

@@ -22,6 +22,7 @@ import pygit2
 import yaml
 from dvc.repo import Repo
 
+from dotted import flatten
 from mltoy import InputError
 from project import PARAMS
 
@@ -178,7 +179,7 @@ def lock_text(stages: list, params: dict, md5s: dict[str, str], sizes: dict[str,
     from dvc_data.hashfile.hash_info import HashInfo
     from dvc_data.hashfile.meta import Meta
 
-    flat = _flatten(params)
+    flat = flatten(params)
     entries = {}
     for stage in stages:
         for item in [*stage.deps, *stage.outs]:
@@ -208,13 +209,3 @@ def _dumps_yaml(data: Any) -> str:
     from dvc.utils.serialize import dumps_yaml
 
     return dumps_yaml(data)
-
-
-def _flatten(params: dict, prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat

@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
 from prefect import get_run_logger
 
 from dvc_yaml import is_kit_pipeline
+from processes import terminate_tree
 
 TAIL_LINES = 15
 
@@ -59,24 +59,8 @@ def run_dvc(repo: Path, *args: str) -> list[str]:
                     logger.info(line)
                     lines.append(line)
         except BaseException:  # Ctrl-C, SIGTERM: stop DVC and the stage it runs before going
-            _terminate_tree(proc.pid)
+            terminate_tree(proc.pid)
             raise
     if proc.returncode != 0:
         raise DvcFailed(" ".join(args), proc.returncode, lines[-TAIL_LINES:])
     return lines
-
-
-def _terminate_tree(pid: int) -> None:
-    """SIGTERM DVC and every process it started. They share our process group, so Ctrl-C in a
-    terminal and a `kill -9` of the group reach them too; this covers a SIGTERM sent to the
-    flow's process alone, which DVC would otherwise outlive, running its stage."""
-    try:
-        parent = psutil.Process(pid)
-        family = [*parent.children(recursive=True), parent]
-    except psutil.NoSuchProcess:
-        return
-    for process in family:
-        try:
-            process.terminate()
-        except psutil.NoSuchProcess:
-            pass

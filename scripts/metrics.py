@@ -16,6 +16,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from dotted import flatten
+
 DEFAULT = Path("reports/metrics.json")
 # One key for every run of every flow: the UI's Artifacts page keeps the history under it.
 ARTIFACT_KEY = "pipeline-metrics"
@@ -39,19 +41,9 @@ def parse_metrics(text: str, source: str) -> dict[str, float]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise MetricsError(f"{source}: not valid JSON ({exc})") from None
-    flat = _flatten(data) if isinstance(data, dict) else None
+    flat = flatten(data) if isinstance(data, dict) else None
     if not flat or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat.values()):
         raise MetricsError(f"{source}: expected a JSON object of numbers")
-    return flat
-
-
-def _flatten(data: dict, prefix: str = "") -> dict[str, object]:
-    flat: dict[str, object] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
     return flat
 
 

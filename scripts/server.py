@@ -12,7 +12,6 @@ and cleans up a pid file left by a server that was killed. The pid file is Prefe
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,10 +24,10 @@ project.enter()  # first: Prefect reads prefect.toml from the project root when 
 from prefect.settings import get_current_settings  # noqa: E402
 
 from connection import server_answers, server_api_url  # noqa: E402
+from processes import stop_group  # noqa: E402
 from server_files import database, home, log_file, our_server_pid, pid_file, versions  # noqa: E402
 
 START_TIMEOUT = 90  # a first start creates the database; later ones take a few seconds
-STOP_TIMEOUT = 20
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -79,7 +78,7 @@ def start() -> int:
             break
         time.sleep(0.5)
     # No half-started state: stop what we started and say why.
-    _terminate(proc.pid)
+    stop_group(proc.pid)
     pid_file().unlink(missing_ok=True)
     tail = log_file().read_text(errors="replace").splitlines()[-5:]
     print(f"error: the server did not come up within {START_TIMEOUT} s; the end of {log_file()}:",
@@ -87,29 +86,12 @@ def start() -> int:
     return 1
 
 
-def _terminate(pid: int) -> None:
-    """SIGTERM the server's process group (it is its leader), then SIGKILL if it lingers."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while time.monotonic() < deadline:
-            os.killpg(pid, 0)
-            time.sleep(0.2)
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:  # reap it when it is our child (the start that failed)
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
 def stop() -> int:
     pid = our_server_pid()
     if pid is None:
         print("No Prefect server started by the kit is running.")
         return 0
-    _terminate(pid)
+    stop_group(pid)
     pid_file().unlink(missing_ok=True)
     print(f"Stopped the Prefect server (pid {pid}); port {get_current_settings().server.api.port} is free.")
     return 0

@@ -34,7 +34,9 @@ from typing import Any
 
 import yaml
 
+from dotted import flatten
 from mltoy import InputError
+from mltoy.files import read_yaml
 from mltoy.params import Params, ParamsError, load_params, parse_params
 
 # The metrics mltoy.pipeline.score returns; higher is better for both.
@@ -98,15 +100,7 @@ def load_sweep(path: Path, params_path: Path) -> Sweep:
 
 
 def _read(path: Path) -> dict:
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SweepError(f"{path}: sweep file not found") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise SweepError(f"{path}: YAML syntax error{where}: {problem}") from None
+    spec = read_yaml(path, SweepError, "sweep file")
     if not isinstance(spec, dict):
         raise SweepError(f"{path}: expected a mapping with `objective` and `grid` or `random`")
     return spec
@@ -114,7 +108,7 @@ def _read(path: Path) -> dict:
 
 def _check_key(path: Path, where: str, key: object, base: dict) -> None:
     """A swept key must name one value of params.yaml, e.g. train.C."""
-    leaves = _leaves(base)
+    leaves = list(flatten(base))  # every value's dotted key, e.g. 'train.C'
     if key not in leaves:
         raise SweepError(f"{path}: {where}: {key}: not a key of params.yaml (its keys: {', '.join(leaves)})")
 
@@ -212,11 +206,3 @@ def _text(value: object) -> str:
     """A value as it reads in YAML (true, 0.1), with any character unsafe in a name replaced."""
     text = yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip()
     return NAME_CHARS.sub("_", text)
-
-
-def _leaves(params: dict, prefix: str = "") -> list[str]:
-    """Every value's dotted key, e.g. ['split.test_size', ..., 'train.C']."""
-    keys = []
-    for key, value in params.items():
-        keys += _leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"]
-    return keys

@@ -1,0 +1,16 @@
+"""Nested mappings by dotted keys (`train.C`), the way DVC names params and metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def flatten(nested: dict, prefix: str = "") -> dict[str, Any]:
+    """{'train': {'C': 0.1}} -> {'train.C': 0.1}."""
+    flat: dict[str, Any] = {}
+    for key, value in nested.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
