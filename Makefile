@@ -17,6 +17,8 @@ DASK_WORKERS ?= 2
 DASK_HOST ?= 127.0.0.1
 DASK_PORT ?= 8786
 BENCH_RUNS ?= 3
+# Test files run this many at a time (each with its own Prefect server): they mostly wait.
+TEST_WORKERS ?= 2
 # Server address: the defaults live in prefect.toml (host 127.0.0.1, port 4200); set these to
 # override them for the server and the client alike, e.g. `make prefect-start PREFECT_PORT=4300`
 # (pass the same to the run targets, or export it, to use that server).
@@ -134,9 +136,10 @@ dask-worker: $(STAMP)
 	@$(if $(DASK_ADDRESS),,echo "error: set DASK_ADDRESS, e.g. make dask-worker DASK_ADDRESS=tcp://host:8786" >&2; exit 2)
 	@$(PY) scripts/dask_cluster.py worker $(DASK_ADDRESS) --workers $(DASK_WORKERS)
 
-.PHONY: bench  ## Time dvc repro and Options A, B and C side by side (BENCH_RUNS=3); reports/bench.json
+.PHONY: bench  ## Time dvc repro, Options A, B and C, and sweeps side by side (BENCH_RUNS=3); reports/bench*.json
 bench: data
 	@PYTHONPATH=scripts $(PY) benchmarks/bench.py --runs $(BENCH_RUNS)
+	@PYTHONPATH=scripts $(PY) benchmarks/bench_sweep.py
 
 .PHONY: bench-sweep  ## Time make sweep against DVC's queue, at 16/64/256 trials, and on Dask; reports/bench-sweep.json
 bench-sweep: $(STAMP)
@@ -144,7 +147,7 @@ bench-sweep: $(STAMP)
 
 .PHONY: test  ## Run the tests (each in its own temporary repo, Prefect home and server)
 test: $(STAMP)
-	$(PY) -m pytest --durations=10 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=10 $(PYTEST_ARGS)
 
 .PHONY: clean  ## Remove outputs and caches; keeps .venv, raw data, run history, tracked reports
 clean:
