@@ -100,9 +100,12 @@ def raise_unless_completed(futures: dict[str, PrefectFuture]) -> None:
 @flow(name="Prefect runs DVC stages")
 def dvc_stages_pipeline(repo: Path = project.ROOT, fail_once: bool = False, show_metrics: bool = True) -> None:
     """Run DVC's stages as Prefect tasks, independent ones in parallel."""
-    if is_kit_pipeline(repo):
-        check_inputs(repo)
-    plan = plan_stages(repo)
+    # The check and the plan read, and write nothing: side by side, they cost the run one of them.
+    checked = check_inputs.submit(repo) if is_kit_pipeline(repo) else None
+    planned = plan_stages.submit(repo)
+    if checked:
+        checked.result()  # bad params or data: stop here, with its error, before DVC runs anything
+    plan = planned.result()
     # --fail-once fails one stage's first attempt, so its retry shows: train, in the kit.
     demo = "train" if "train" in plan.stale else plan.order[-1]
 
