@@ -62,13 +62,15 @@ def pipeline_inputs(stages: Iterable[Stage]) -> list[str]:
     return [dep for dep in dict.fromkeys(dep for stage in stages for dep in stage.deps) if dep not in written]
 
 
-def metrics_files(repo: Path) -> list[Path]:
-    """The metrics files that `repo`'s dvc.yaml declares, in any stage: any DVC repository."""
+def metrics_file(repo: Path) -> Path | None:
+    """The first metrics file that `repo`'s dvc.yaml declares, in any stage (any DVC repository),
+    or None: what the "metrics summary" task shows."""
     try:
         stages = _read(repo).get("stages", {})
     except FileNotFoundError:
-        return []
-    return [repo / path for spec in stages.values() for path in _out_paths(spec, "metrics")]
+        return None
+    declared = [repo / path for spec in stages.values() for path in _out_paths(spec, "metrics")]
+    return declared[0] if declared else None
 
 
 def _read(repo: Path) -> dict:

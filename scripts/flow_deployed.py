@@ -27,7 +27,7 @@ from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 
 from dvc_run import run_dvc  # noqa: E402
-from dvc_yaml import metrics_files  # noqa: E402
+from dvc_yaml import metrics_file  # noqa: E402
 from shared_tasks import check_inputs, dvc_repro, metrics_summary  # noqa: E402
 
 GIT_REMOTE = "origin"  # where the clone came from: the deployment's git source
@@ -132,7 +132,7 @@ def deployed_pipeline() -> None:
     pull_data(repo)
     check_inputs(repo)
     dvc_repro(repo)
-    metrics_summary(next(iter(metrics_files(repo)), None))
+    metrics_summary(metrics_file(repo))
     name = save_experiment(repo)
     pushed = push_outputs(repo)
     push_experiment(repo, name, outputs_pushed=pushed)

@@ -17,7 +17,7 @@ project.enter()  # first: Prefect reads prefect.toml from the project root when 
 from prefect import flow  # noqa: E402
 
 import runs  # noqa: E402
-from dvc_yaml import is_kit_pipeline, metrics_files  # noqa: E402
+from dvc_yaml import is_kit_pipeline, metrics_file  # noqa: E402
 from shared_tasks import check_inputs, dvc_repro, metrics_summary  # noqa: E402
 
 
@@ -27,7 +27,7 @@ def dvc_pipeline(repo: Path = project.ROOT, fail_once: bool = False, show_metric
     if is_kit_pipeline(repo):
         check_inputs(repo)
     dvc_repro(repo, fail_once=fail_once)
-    metrics_summary(next(iter(metrics_files(repo)), None), show=show_metrics)
+    metrics_summary(metrics_file(repo), show=show_metrics)
 
 
 def main(argv: list[str]) -> int:

@@ -30,7 +30,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 import runs  # noqa: E402
 from dvc_graph import Plan, read_plan  # noqa: E402
 from dvc_run import run_dvc  # noqa: E402
-from dvc_yaml import is_kit_pipeline, metrics_files  # noqa: E402
+from dvc_yaml import is_kit_pipeline, metrics_file  # noqa: E402
 from retries import fail_first_attempt, retry_if_transient  # noqa: E402
 from shared_tasks import check_inputs, metrics_summary  # noqa: E402
 
@@ -117,7 +117,7 @@ def dvc_stages_pipeline(repo: Path = project.ROOT, fail_once: bool = False, show
 
     futures = run_in_dependency_order(plan, submit)
     raise_unless_completed(futures)
-    metrics_summary(next(iter(metrics_files(repo)), None), show=show_metrics)
+    metrics_summary(metrics_file(repo), show=show_metrics)
 
 
 def main(argv: list[str]) -> int:
