@@ -14,16 +14,23 @@ STOP_TIMEOUT = 20
 
 def stop_group(pid: int, timeout: float = STOP_TIMEOUT) -> None:
     """SIGTERM the process group that `pid` leads (a server, a Dask scheduler and its workers),
-    wait for it to go, then SIGKILL what lingers; reap it when it is our child."""
+    wait for it to go, then SIGKILL what lingers."""
     try:
         os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            _reap(pid)
             os.killpg(pid, 0)
             time.sleep(0.2)
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    """Collect `pid`'s exit status if it is our child (a start that failed, a test's process):
+    until then it stays a zombie, still a member of its group, and the group never looks gone."""
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
