@@ -23,6 +23,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
+VENV = Path(PY).parent.parent
+# `make` in a copy of the kit, with this interpreter's venv; `-o` keeps make from ever rebuilding it.
+MAKE = ["make", "-s", "--no-print-directory", "-o", f"{VENV}/.installed", f"VENV={VENV}"]
 RUN_TIMEOUT = 300
 
 

@@ -28,9 +28,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import PY, ROOT, Repo, api, copy_kit, free_port, kit_env
+from conftest import MAKE, PY, ROOT, Repo, api, copy_kit, free_port, kit_env
+from processes import stop_group
 
-VENV = Path(PY).parent.parent
+VENV = Path(PY).parent.parent  # where `make deploy` finds `prefect`, as it prints it
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 CRASH_AFTER = 10  # the least Prefect allows; production: 90 (the Makefile's CRASH_AFTER)
 HEARTBEAT = 30  # prefect.toml, the least Prefect allows
@@ -160,8 +161,7 @@ class Team:
         server; stdout and stderr merged, as a user sees them."""
         db = [f"PREFECT_DB_URL={self.pg.url}"] if self.pg else []
         proc = subprocess.run(
-            ["make", "-s", "--no-print-directory", "-o", f"{VENV}/.installed", f"VENV={VENV}",
-             f"PREFECT_PORT={self.port}", *db, *args],
+            [*MAKE, f"PREFECT_PORT={self.port}", *db, *args],
             cwd=cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
         )
         assert not check or proc.returncode == 0, f"make {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}"
@@ -189,8 +189,7 @@ class Team:
         log = self.base / "worker.log"
         log.write_text("")
         self.worker = subprocess.Popen(
-            ["make", "-s", "--no-print-directory", "-o", f"{VENV}/.installed", f"VENV={VENV}",
-             f"PREFECT_PORT={self.port}", "worker"],
+            [*MAKE, f"PREFECT_PORT={self.port}", "worker"],
             cwd=machine, env=dict(self.env, PREFECT_WORKER_QUERY_SECONDS="1"),
             stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
         )
@@ -201,12 +200,7 @@ class Team:
 
     def stop_worker(self) -> None:
         if self.worker and self.worker.poll() is None:
-            os.killpg(self.worker.pid, signal.SIGTERM)  # the worker stops as on Ctrl-C
-            try:
-                self.worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.worker.pid, signal.SIGKILL)
-                self.worker.wait()
+            stop_group(self.worker.pid, timeout=30)  # SIGTERM: the worker stops as on Ctrl-C
 
 
 def wait_for_run(team: Team, run_id: str, timeout: float = 180, until=lambda r: r["state_type"] in FINAL) -> dict:
@@ -277,8 +271,8 @@ def team(tmp_path_factory):
         yield t
     finally:
         t.stop_worker()
-        subprocess.run(["make", "-s", "-o", f"{VENV}/.installed", f"VENV={VENV}", f"PREFECT_PORT={t.port}",
-                        "prefect-stop"], cwd=t.dev, env=env, capture_output=True, timeout=60)
+        subprocess.run([*MAKE, f"PREFECT_PORT={t.port}", "prefect-stop"], cwd=t.dev, env=env,
+                       capture_output=True, timeout=60)
         t.receiver.server.shutdown()
         if pg:
             pg.stop()
@@ -351,8 +345,7 @@ def test_its_experiment_pulled_on_another_clone_gives_the_worker_s_outputs(team,
 
 def test_make_serve_runs_on_its_schedule_and_from_the_run_button_until_ctrl_c(team):
     serve = subprocess.Popen(
-        ["make", "-s", "--no-print-directory", "-o", f"{VENV}/.installed", f"VENV={VENV}",
-         f"PREFECT_PORT={team.port}", "serve", "SCHEDULE=5"],
+        [*MAKE, f"PREFECT_PORT={team.port}", "serve", "SCHEDULE=5"],
         cwd=team.dev, env=team.env, stdout=open(team.base / "serve.log", "wb"), stderr=subprocess.STDOUT,
         start_new_session=True,
     )

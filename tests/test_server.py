@@ -17,12 +17,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import PY, Repo, api, flow_run_name, free_port, view_at
+from conftest import MAKE, Repo, api, flow_run_name, free_port, view_at
 
 # What a machine without internet must not show: telemetry, update checks and the "database is
 # locked" traceback a temporary server's telemetry heartbeat logged when its settings were missing.
 NOISE = re.compile(r"telemetry|Failed to send|database is locked|Traceback", re.I)
-VENV = Path(PY).parent.parent
 
 
 def assert_quiet(text: str) -> None:
@@ -200,11 +199,7 @@ def test_client_and_server_agree_on_the_port_and_the_run_is_on_the_server(built_
 
 
 def make(kit: Kit, *args: str) -> subprocess.CompletedProcess:
-    """`make` in the copy, with this interpreter's venv; `-o` keeps make from ever rebuilding it."""
-    return kit.repo.run(
-        "make", "-s", "--no-print-directory", "-o", f"{VENV}/.installed", f"VENV={VENV}",
-        f"PREFECT_PORT={kit.port}", *args, check=False,
-    )
+    return kit.repo.run(*MAKE, f"PREFECT_PORT={kit.port}", *args, check=False)
 
 
 def test_prefect_auth_guards_the_api_and_the_kit_still_runs(built_kit):

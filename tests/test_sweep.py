@@ -19,17 +19,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import PY, ROOT, Repo, api, copy_repo, free_port, view_at
+from conftest import MAKE, PY, ROOT, Repo, api, copy_repo, free_port, view_at
+from processes import stop_group
 from sweep_spec import OBJECTIVES, SweepError, load_sweep
 
-VENV = Path(PY).parent.parent
 FOUR = "objective: accuracy\ngrid:\n  train.C: [0.1, 1.0]\n  preprocess.standardize: [true, false]\n"
 FOUR_NAMES = {f"four-C={c}-standardize={s}" for c in ("0.1", "1.0") for s in ("true", "false")}
 
 
 def make(repo: Repo, *args: str, **kw) -> subprocess.CompletedProcess:
-    """`make` in the copy, with this interpreter's venv; `-o` keeps make from ever rebuilding it."""
-    return repo.run("make", "-s", "--no-print-directory", "-o", f"{VENV}/.installed", f"VENV={VENV}", *args, **kw)
+    return repo.run(*MAKE, *args, **kw)
 
 
 def dvc(repo: Repo, *args: str) -> str:
@@ -343,33 +342,14 @@ def dask_cluster(tmp_path_factory, template, prefect_server):
     workers: list[subprocess.Popen] = []
     try:
         with Client(address, timeout="60s", set_as_default=False) as client:  # the scheduler is up
-            workers += [spawn(f"worker{i}", ["make", "-s", "--no-print-directory", "-o", f"{VENV}/.installed",
-                                             f"VENV={VENV}", "dask-worker", f"DASK_ADDRESS={address}",
-                                             "DASK_WORKERS=1"], env) for i in (1, 2)]
+            workers += [spawn(f"worker{i}", [*MAKE, "dask-worker", f"DASK_ADDRESS={address}", "DASK_WORKERS=1"], env)
+                        for i in (1, 2)]
             client.wait_for_workers(2, timeout=90)
             names = {info["name"] for info in client.scheduler_info()["workers"].values()}
         yield address, names
     finally:
-        stop_groups(workers)  # the workers first: a scheduler gone makes them wait for it
-        stop_groups([scheduler])
-
-
-def stop_groups(procs: list[subprocess.Popen], timeout: float = 30) -> None:
-    """SIGTERM each process's whole group (make, Dask's nanny and worker) and wait until none is
-    left; SIGKILL what lingers."""
-    for proc in procs:
-        os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for proc in procs:
-        try:
-            while time.monotonic() < deadline:
-                proc.poll()  # reap it, so that a finished group leader no longer counts
-                os.killpg(proc.pid, 0)
-                time.sleep(0.2)
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+        for proc in [*workers, scheduler]:  # the workers first: a scheduler gone makes them wait for it
+            stop_group(proc.pid, timeout=30)
 
 
 def test_trials_run_on_both_workers_of_a_dask_cluster(dask_cluster, built_repo):
@@ -419,7 +399,7 @@ def test_a_dask_sweep_needs_a_server_and_a_cluster_that_can_run_trials(dask_clus
         Client(bare_address, timeout="60s", set_as_default=False).close()  # it is up
         no_code = built_repo.py("scripts/sweep.py", "--dask-address", bare_address, check=False)
     finally:
-        stop_groups([bare])
+        stop_group(bare.pid, timeout=30)
     assert no_code.returncode == 1
     assert (f"error: the scheduler at {bare_address} cannot import the kit's code; start them from a checkout "
             "of the kit") in no_code.stdout
