@@ -14,3 +14,11 @@ def flatten(nested: dict, prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def assign(nested: dict, key: str, value: Any) -> None:
+    """Set `key` ('train.C') in a nested mapping whose sections exist."""
+    *sections, leaf = key.split(".")
+    for part in sections:
+        nested = nested[part]
+    nested[leaf] = value

@@ -22,7 +22,7 @@ import pygit2
 import yaml
 from dvc.repo import Repo
 
-from dotted import flatten
+from dotted import assign, flatten
 from mltoy import InputError
 from project import PARAMS
 
@@ -113,11 +113,7 @@ def set_params(text: str, values: dict[str, Any]) -> str:
     `dvc exp run --set-param` edits it (DVC's round-trip YAML)."""
     params = _parse_for_update(text)
     for key, value in values.items():
-        *sections, leaf = key.split(".")
-        section = params
-        for part in sections:
-            section = section[part]
-        section[leaf] = value
+        assign(params, key, value)
     return _dumps_yaml(params)
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from dotted import flatten
+from dotted import assign, flatten
 from mltoy import InputError
 from mltoy.files import read_yaml
 from mltoy.params import Params, ParamsError, load_params, parse_params
@@ -181,8 +181,7 @@ def _sampler(path: Path, key: str, rule: object, base: dict):
 def _point(path: Path, sweep: str, values: dict[str, Any], base: dict) -> Point:
     params = copy.deepcopy(base)
     for key, value in values.items():
-        section, _, leaf = key.rpartition(".")
-        _section(params, section)[leaf] = value
+        assign(params, key, value)
     label = {key: key.rpartition(".")[2] for key in values}  # C=0.1 rather than train.C=0.1...
     if len(set(label.values())) < len(label):  # ...unless two keys end alike
         label = {key: key for key in values}
@@ -194,12 +193,6 @@ def _point(path: Path, sweep: str, values: dict[str, Any], base: dict) -> Point:
         return Point(name, values, parse_params(params, str(path)))
     except ParamsError as exc:  # names the sweep file and the key
         raise SweepError(str(exc)) from None
-
-
-def _section(params: dict, dotted: str) -> dict:
-    for part in filter(None, dotted.split(".")):
-        params = params[part]
-    return params
 
 
 def _text(value: object) -> str:
