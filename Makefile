@@ -27,6 +27,16 @@ PREFECT_PORT ?=
 # Optional basic auth, user:pass: the server asks for it (its health check excepted) and the
 # client sends it. Pass the same to prefect-start and the run targets, or export it.
 PREFECT_AUTH ?=
+# SCHEDULE: a cron string ('0 3 * * *', UTC) or a number of seconds; empty: no schedule.
+SCHEDULE ?=
+# Where the server POSTs (JSON) when a kit run ends Failed or Crashed; kept on the server, so
+# `make deploy` without it leaves the last one in place.
+NOTIFY_URL ?=
+# Seconds without a heartbeat (one every 30 s, prefect.toml) before the server marks a run Crashed.
+CRASH_AFTER ?= 90
+# The server's database: empty for SQLite in .prefect/, or postgresql+asyncpg://user:pass@host:5432/db.
+# Like PREFECT_PORT, pass it to prefect-start, prefect-status and doctor alike, or export it.
+PREFECT_DB_URL ?=
 # The interpreter that builds .venv.
 PYTHON ?= python3
 
@@ -38,7 +48,7 @@ UV_VERSION := 0.13.9
 # (macOS), the build runs unguarded.
 VENV_LOCK := $(if $(shell command -v flock),flock $(VENV).lock)
 
-# The knobs both run targets share, as the flows' flags.
+# The knobs the flows share, as their flags.
 FLOW_FLAGS = $(if $(filter 1,$(FAIL_ONCE)),--fail-once) $(if $(filter 0,$(SHOW_METRICS)),--no-show-metrics)
 
 ifneq ($(PREFECT_HOST),)
@@ -51,13 +61,17 @@ ifneq ($(PREFECT_AUTH),)
 export PREFECT_SERVER_API_AUTH_STRING := $(PREFECT_AUTH)
 export PREFECT_API_AUTH_STRING := $(PREFECT_AUTH)
 endif
+ifneq ($(PREFECT_DB_URL),)
+export PREFECT_SERVER_DATABASE_CONNECTION_URL := $(PREFECT_DB_URL)
+endif
 
 .DEFAULT_GOAL := help
 
 .PHONY: help  ## List the targets (this list)
 help:
 	@echo "Targets (knobs: FAIL_ONCE=1 SHOW_METRICS=0 PARAMS=path JOBS=N PREFECT_PORT=4300 PREFECT_HOST=... PREFECT_AUTH=user:pass"
-	@echo "         SWEEP=path DASK_ADDRESS=tcp://host:8786 DASK_WORKERS=N DASK_HOST=127.0.0.1 DASK_PORT=8786):"
+	@echo "         SWEEP=path DASK_ADDRESS=tcp://host:8786 DASK_WORKERS=N DASK_HOST=127.0.0.1 DASK_PORT=8786"
+	@echo "         SCHEDULE='0 3 * * *'|3600 NOTIFY_URL=url CRASH_AFTER=90 PREFECT_DB_URL=postgresql+asyncpg://...):"
 	@awk '/^\.PHONY: [a-z-]+ +## / { name = $$2; sub(/^[^#]*## /, ""); printf "  %-16s %s\n", name, $$0 }' $(MAKEFILE_LIST)
 
 .PHONY: setup  ## Build .venv from requirements.txt (again only when requirements change)
@@ -136,6 +150,18 @@ dask-worker: $(STAMP)
 	@$(if $(DASK_ADDRESS),,echo "error: set DASK_ADDRESS, e.g. make dask-worker DASK_ADDRESS=tcp://host:8786" >&2; exit 2)
 	@$(PY) scripts/dask_cluster.py worker $(DASK_ADDRESS) --workers $(DASK_WORKERS)
 
+.PHONY: serve  ## Serve Options A, B and C from this checkout until Ctrl-C; UI's Run button works (SCHEDULE=: Option A's)
+serve: data
+	@$(PY) scripts/serve.py --schedule "$(SCHEDULE)"
+
+.PHONY: deploy  ## Register prefect.yaml's deployments (git source: origin, this branch), work pool, automations (SCHEDULE=, NOTIFY_URL=)
+deploy: $(STAMP)
+	@$(PY) scripts/deploy.py --schedule "$(SCHEDULE)" --notify-url "$(NOTIFY_URL)" --crash-after "$(CRASH_AFTER)"
+
+.PHONY: worker  ## A process worker on prefect.yaml's work pool, in the foreground (another machine runs the same)
+worker: $(STAMP)
+	@$(PY) scripts/worker.py
+
 .PHONY: bench  ## Time dvc repro, Options A, B and C, and sweeps side by side (BENCH_RUNS=3); reports/bench*.json
 bench: data
 	@PYTHONPATH=scripts $(PY) benchmarks/bench.py --runs $(BENCH_RUNS)
@@ -154,30 +180,3 @@ clean:
 	rm -f data/processed/*.csv models/*.joblib  # not the folders: their .gitignore is DVC's, tracked
 	rm -rf dvc_plots .dvc/cache/runs .dvc/tmp/exps .prefect/storage .pytest_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
-
-# --- Beyond one laptop: serve, deploy (prefect.yaml), worker; PostgreSQL ----------------------
-# SCHEDULE: a cron string ('0 3 * * *', UTC) or a number of seconds; empty: no schedule.
-SCHEDULE ?=
-# Where the server POSTs (JSON) when a kit run ends Failed or Crashed; kept on the server, so
-# `make deploy` without it leaves the last one in place.
-NOTIFY_URL ?=
-# Seconds without a heartbeat (one every 30 s, prefect.toml) before the server marks a run Crashed.
-CRASH_AFTER ?= 90
-# The server's database: empty for SQLite in .prefect/, or postgresql+asyncpg://user:pass@host:5432/db.
-# Like PREFECT_PORT, pass it to prefect-start, prefect-status and doctor alike, or export it.
-PREFECT_DB_URL ?=
-ifneq ($(PREFECT_DB_URL),)
-export PREFECT_SERVER_DATABASE_CONNECTION_URL := $(PREFECT_DB_URL)
-endif
-
-.PHONY: serve  ## Serve Options A, B and C from this checkout until Ctrl-C; UI's Run button works (SCHEDULE=: Option A's)
-serve: data
-	@$(PY) scripts/serve.py --schedule "$(SCHEDULE)"
-
-.PHONY: deploy  ## Register prefect.yaml's deployments (git source: origin, this branch), work pool, automations (SCHEDULE=, NOTIFY_URL=)
-deploy: $(STAMP)
-	@$(PY) scripts/deploy.py --schedule "$(SCHEDULE)" --notify-url "$(NOTIFY_URL)" --crash-after "$(CRASH_AFTER)"
-
-.PHONY: worker  ## A process worker on prefect.yaml's work pool, in the foreground (another machine runs the same)
-worker: $(STAMP)
-	@$(PY) scripts/worker.py
