@@ -1,43 +1,52 @@
-# DVC pipeline orchestrated by Prefect 3. `make` lists the targets.
+# DVC pipeline orchestrated by Prefect 3. `make` lists the targets and knobs.
 # Every target sets up what it needs (.venv, then the data), so on a fresh clone `make run-dvc`
-# alone works. Knobs: override per command, e.g. `make run-dvc FAIL_ONCE=1`.
+# alone works.
 
+# Knobs: override per command (`make run-dvc FAIL_ONCE=1`) or export them. The `##` line above
+# each one documents it, and `make help` lists them from those lines.
+## 1: a task fails its first attempt on purpose, to show the retry
 FAIL_ONCE ?= 0
+## 0: no metrics log line and table at the end (the artifact is still published)
 SHOW_METRICS ?= 1
+## the params file Option B runs with
 PARAMS ?= params.yaml
-# How many stages (Option C) or trials (make sweep, without Dask) run at once; empty: the number of CPUs.
+## stages (Option C) or trials (sweep, on threads) at once; empty: the number of CPUs
 JOBS ?=
-# The sweep `make sweep` runs, and the Dask scheduler it runs on (empty: threads in this process).
+## the sweep that `make sweep` runs
 SWEEP ?= sweep.yaml
+## a Dask scheduler, tcp://host:8786, to run the sweep's trials on; empty: threads here
 DASK_ADDRESS ?=
-# Worker processes that dask-start starts here, or that dask-worker adds to DASK_ADDRESS; the
-# address and port dask-start listens on (for workers on other machines, this machine's address
-# on a network you trust: Dask runs whatever its clients send).
+## worker processes that dask-start starts here, or that dask-worker adds
 DASK_WORKERS ?= 2
+# dask-start listens here; for workers on other machines, this machine's address on a network you
+# trust: Dask runs whatever its clients send.
+## the address dask-start's scheduler and workers listen on
 DASK_HOST ?= 127.0.0.1
+## the port of dask-start's scheduler
 DASK_PORT ?= 8786
-BENCH_RUNS ?= 3
-# Test files run this many at a time (each with its own Prefect server): they mostly wait.
-TEST_WORKERS ?= 2
-# Server address: the defaults live in prefect.toml (host 127.0.0.1, port 4200); set these to
-# override them for the server and the client alike, e.g. `make prefect-start PREFECT_PORT=4300`
-# (pass the same to the run targets, or export it, to use that server).
+# Server address: the defaults live in prefect.toml (host 127.0.0.1, port 4200). These override
+# them for the server and the client alike; pass the same to the run targets, or export them.
+## the Prefect server's host (prefect.toml: 127.0.0.1)
 PREFECT_HOST ?=
+## the Prefect server's port (prefect.toml: 4200), e.g. 4300
 PREFECT_PORT ?=
-# Optional basic auth, user:pass: the server asks for it (its health check excepted) and the
-# client sends it. Pass the same to prefect-start and the run targets, or export it.
+## user:pass: the server asks for it (not its health check), the client sends it
 PREFECT_AUTH ?=
-# SCHEDULE: a cron string ('0 3 * * *', UTC) or a number of seconds; empty: no schedule.
-SCHEDULE ?=
-# Where the server POSTs (JSON) when a kit run ends Failed or Crashed; kept on the server, so
-# `make deploy` without it leaves the last one in place.
-NOTIFY_URL ?=
-# Seconds without a heartbeat (one every 30 s, prefect.toml) before the server marks a run Crashed.
-CRASH_AFTER ?= 90
-# The server's database: empty for SQLite in .prefect/, or postgresql+asyncpg://user:pass@host:5432/db.
-# Like PREFECT_PORT, pass it to prefect-start, prefect-status and doctor alike, or export it.
+# The database: like PREFECT_PORT, pass it to prefect-start, prefect-status and doctor alike.
+## the server's database: empty for SQLite in .prefect/, or postgresql+asyncpg://...
 PREFECT_DB_URL ?=
-# The interpreter that builds .venv.
+## deploy, serve: a cron string ('0 3 * * *', UTC) or seconds; empty: none
+SCHEDULE ?=
+# Kept on the server, so `make deploy` without it leaves the last one in place.
+## deploy: where the server POSTs (JSON) when a kit run ends Failed or Crashed
+NOTIFY_URL ?=
+## deploy: seconds without a heartbeat (one every 30 s) before a run is marked Crashed
+CRASH_AFTER ?= 90
+## bench: runs of each case (the table shows medians)
+BENCH_RUNS ?= 3
+## test: test files run this many at a time, each with its own server (they mostly wait)
+TEST_WORKERS ?= 2
+## the interpreter that builds .venv
 PYTHON ?= python3
 
 VENV := .venv
@@ -67,12 +76,13 @@ endif
 
 .DEFAULT_GOAL := help
 
-.PHONY: help  ## List the targets (this list)
+.PHONY: help  ## List the targets and the knobs (this list)
 help:
-	@echo "Targets (knobs: FAIL_ONCE=1 SHOW_METRICS=0 PARAMS=path JOBS=N PREFECT_PORT=4300 PREFECT_HOST=... PREFECT_AUTH=user:pass"
-	@echo "         SWEEP=path DASK_ADDRESS=tcp://host:8786 DASK_WORKERS=N DASK_HOST=127.0.0.1 DASK_PORT=8786"
-	@echo "         SCHEDULE='0 3 * * *'|3600 NOTIFY_URL=url CRASH_AFTER=90 PREFECT_DB_URL=postgresql+asyncpg://...):"
+	@echo "Targets:"
 	@awk '/^\.PHONY: [a-z-]+ +## / { name = $$2; sub(/^[^#]*## /, ""); printf "  %-16s %s\n", name, $$0 }' $(MAKEFILE_LIST)
+	@echo "Knobs (make TARGET KNOB=value; the default after =):"
+	@awk '/^## / { doc = substr($$0, 4); next } /^[A-Z_]+ \?=/ && doc { value = $$0; sub(/^[^=]*= ?/, "", value); \
+		printf "  %-28s %s\n", $$1 "=" value, doc } { doc = "" }' $(MAKEFILE_LIST)
 
 .PHONY: setup  ## Build .venv from requirements.txt (again only when requirements change)
 setup: $(STAMP)
@@ -120,6 +130,10 @@ prefect-status: $(STAMP)
 doctor: $(STAMP)
 	@$(PY) scripts/doctor.py
 
+.PHONY: metrics  ## The metrics as a table, with the change against the last published run and git HEAD
+metrics: $(STAMP)
+	@$(PY) scripts/metrics.py
+
 .PHONY: run-dvc  ## Option A: a Prefect flow runs `dvc repro` (FAIL_ONCE=1, SHOW_METRICS=0)
 run-dvc: data
 	@$(PY) scripts/flow_dvc.py $(FLOW_FLAGS)
@@ -164,12 +178,12 @@ worker: $(STAMP)
 
 .PHONY: bench  ## Time dvc repro, Options A, B and C, and sweeps side by side (BENCH_RUNS=3); reports/bench*.json
 bench: data
-	@PYTHONPATH=scripts $(PY) benchmarks/bench.py --runs $(BENCH_RUNS)
-	@PYTHONPATH=scripts $(PY) benchmarks/bench_sweep.py
+	@$(PY) benchmarks/bench.py --runs $(BENCH_RUNS)
+	@$(PY) benchmarks/bench_sweep.py
 
 .PHONY: bench-sweep  ## Time make sweep against DVC's queue, at 16/64/256 trials, and on Dask; reports/bench-sweep.json
 bench-sweep: $(STAMP)
-	@PYTHONPATH=scripts $(PY) benchmarks/bench_sweep.py
+	@$(PY) benchmarks/bench_sweep.py
 
 .PHONY: test  ## Run the tests (each in its own temporary repo, Prefect home and server)
 test: $(STAMP)

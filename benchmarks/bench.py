@@ -1,6 +1,6 @@
 """Time the ways of running a pipeline side by side, in one run, from the same state.
 
-    make bench [BENCH_RUNS=N]        (PYTHONPATH=scripts python benchmarks/bench.py [--runs N])
+    make bench [BENCH_RUNS=N]        (python benchmarks/bench.py [--runs N])
 
 Works in temporary copies (sharing .venv), so the working tree is untouched. Each case is timed
 N times, round robin (one of each, then again), so load on a shared machine falls on all cases
@@ -19,7 +19,6 @@ import argparse
 import itertools
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from diamond import make_diamond
-from project import ROOT  # scripts/project.py
+from kit_copy import ROOT, copy_kit
 
 PY = str(ROOT / ".venv" / "bin" / "python")
 FLOOR = """
@@ -84,11 +83,9 @@ RATIOS = [  # (numerator, denominator, goal)
 ]
 
 
-def copy_kit(dest: Path) -> None:
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
-    for rel in filter(None, files.stdout.split("\0")):
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / rel, dest / rel)
+def new_repo(dest: Path) -> None:
+    """A copy of the kit, committed as a fresh clone is, sharing this checkout's .venv."""
+    copy_kit(dest)
     (dest / ".venv").symlink_to(ROOT / ".venv")
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "bench", "--no-verify"]):
@@ -121,7 +118,7 @@ def main() -> int:
     runs = parser.parse_args().runs
     with tempfile.TemporaryDirectory(prefix="kit-bench-") as tmp:
         kit, diamond = Path(tmp) / "kit", Path(tmp) / "diamond"
-        copy_kit(kit)
+        new_repo(kit)
         make_diamond(diamond, sleep=DIAMOND_SLEEP, site_cache=Path(tmp) / "dvc-site")
         env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
         env["PATH"] = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"

@@ -1,6 +1,6 @@
 """Time parameter sweeps side by side, in one run, from the same state, with a Prefect server up.
 
-    PYTHONPATH=scripts .venv/bin/python benchmarks/bench_sweep.py       (make bench-sweep)
+    .venv/bin/python benchmarks/bench_sweep.py       (make bench-sweep)
 
 Works in a temporary copy of the kit (sharing .venv), with a Prefect server of its own on a free
 port, so the working tree and any server you run are untouched. Every sweep starts with an empty
@@ -33,23 +33,25 @@ from pathlib import Path
 
 import psutil
 
-from bench import PY, copy_kit  # benchmarks/bench.py
-from project import ROOT  # scripts/project.py
+from bench import PY, new_repo  # benchmarks/bench.py
+from kit_copy import ROOT
 
 C_RANGE = (-3, 3)  # train.C from 10**-3 to 10**3, log-spaced
 DVC_JOBS = 2
 SWEEP16_RUNS = 3  # `make sweep` of 16 trials is timed this many times (the median counts); DVC's queue once
 # The same trials and recording as the sweep's, in one plain process, with no Prefect: what a
 # trial costs warm, what the first one costs (pandas and scikit-learn imports), what recording
-# one costs. Prints JSON. Run in the copy: python -c FLOOR SWEEP_FILE
+# one costs. Prints JSON. Run in the copy's scripts/ folder, where `kit` is importable as it is for
+# a script there: python -c FLOOR SWEEP_FILE
 FLOOR = """
 import dataclasses, json, sys, time
 from pathlib import Path
-sys.path[:0] = ["scripts", "."]
-from dvc_experiments import Experiments
-from dvc_yaml import pipeline_inputs, read_stages
-from sweep_spec import load_sweep
-from trials import Pipeline, run_trial
+from kit import project
+project.enter()
+from kit.dvc_yaml import pipeline_inputs, read_stages
+from kit.sweep.experiments import Experiments
+from kit.sweep.spec import load_sweep
+from kit.sweep.trials import Pipeline, run_trial
 root = Path(".").resolve()
 stages = list(read_stages(root).values())
 relative = tuple(dataclasses.replace(s, paths={k: v.relative_to(root) for k, v in s.paths.items()}) for s in stages)
@@ -127,8 +129,8 @@ class Kit:
         self.env = dict(env, PATH=f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env['PATH']}", PREFECT_HOME=str(self.home),
                         PREFECT_SERVER_API_PORT=str(self.port), DO_NOT_TRACK="1")
 
-    def run(self, *cmd: str) -> Run:
-        return Run(list(cmd), self.path, self.env)
+    def run(self, *cmd: str, cwd: Path | None = None) -> Run:
+        return Run(list(cmd), cwd or self.path, self.env)
 
     def make(self, *args: str) -> Run:
         return self.run("make", "-s", "--no-print-directory", *args)
@@ -220,7 +222,7 @@ def main() -> int:
     report: dict[str, object] = {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory(prefix="kit-bench-sweep-") as tmp:
         kit = Kit(Path(tmp) / "kit")
-        copy_kit(kit.path)
+        new_repo(kit.path)
         kit.dvc("config", "--local", "core.site_cache_dir", str(Path(tmp) / "dvc-site"))
         points = {name: grid(kit.path / f"{name}.yaml", n_c)
                   for n_c, name in ((2, "warmup"), (8, "sweep16"), (32, "local64"), (128, "local256"), (32, "dask64"))}
@@ -233,7 +235,7 @@ def main() -> int:
             runs16 = sorted((kit.sweep("SWEEP=sweep16.yaml") for _ in range(SWEEP16_RUNS)), key=lambda run: run.seconds)
             sweep16 = runs16[len(runs16) // 2]  # the median run
             dvc = dvc_queue(kit, points["sweep16"])
-            floor = json.loads(kit.run(PY, "-c", FLOOR, "sweep16.yaml").output)
+            floor = json.loads(kit.run(PY, "-c", FLOOR, "sweep16.yaml", cwd=kit.path / "scripts").output)
             case1 = {"make sweep": dict(sweep_case(sweep16, 16), runs_s=[round(run.seconds, 2) for run in runs16]),
                      "dvc queue": dvc,
                      "where the sweep's time goes": where_time_goes(kit, sweep16, 16, floor)}

@@ -1,4 +1,7 @@
-"""Command line for the stages, as dvc.yaml runs them: python -m mltoy.cli STAGE --PATH ... [--params]."""
+"""Command line for the stages, as dvc.yaml runs them: python -m mltoy.cli STAGE --PATH ... [--params].
+
+One subcommand per entry of the stage table (mltoy/stages.py), one option per path argument.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +12,17 @@ from typing import Sequence
 
 from mltoy import InputError
 from mltoy.params import load_params
+from mltoy.stages import STAGES
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m mltoy.cli", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m mltoy.cli", description=__doc__.split("\n\n")[0])
     stages = parser.add_subparsers(dest="stage", required=True)
-
-    def stage(name: str, **paths: str) -> None:
-        """A subcommand whose --FLAG options land in the stage function's PATH arguments."""
+    for name, stage in STAGES.items():
         sub = stages.add_parser(name)
-        for flag, dest in paths.items():
-            sub.add_argument(f"--{flag}", dest=dest, type=Path, required=True)
+        for flag, argument in stage.paths.items():  # --FLAG lands in the function's argument
+            sub.add_argument(f"--{flag}", dest=argument, type=Path, required=True)
         sub.add_argument("--params", type=Path, default=Path("params.yaml"))
-
-    stage("prepare", raw="raw_csv", train="train_csv", test="test_csv")
-    stage("train", train="train_csv", model="model_path")
-    stage("evaluate", test="test_csv", model="model_path", metrics="metrics_path", predictions="predictions_path")
     return parser
 
 
@@ -33,24 +31,11 @@ def stage_paths(args: argparse.Namespace) -> dict[str, Path]:
     return {k: v for k, v in vars(args).items() if k not in ("stage", "params")}
 
 
-def run(args: argparse.Namespace) -> None:
-    """Run the stage that `args` (parsed by build_parser) names."""
-    from mltoy import pipeline  # here: the parser alone (Option B reads dvc.yaml with it) needs no pandas
-
-    params = load_params(args.params)  # every stage validates the whole file: one schema
-    paths = stage_paths(args)
-    if args.stage == "prepare":
-        pipeline.stage_prepare(**paths, params=params)
-    elif args.stage == "train":
-        pipeline.stage_train(**paths, params=params)
-    else:
-        pipeline.stage_evaluate(**paths)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        run(args)
+        params = load_params(args.params)  # every stage validates the whole file: one schema
+        STAGES[args.stage](stage_paths(args), params)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

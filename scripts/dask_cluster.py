@@ -6,10 +6,10 @@ to a scheduler as workers that can run trials.
     python scripts/dask_cluster.py worker ADDRESS [--workers N]                (make dask-worker DASK_ADDRESS=tcp://host:8786)
 
 What a worker needs to run a trial: this venv (the same Prefect, Dask and cloudpickle as the
-flow's process), the kit's code importable (its root and scripts/ on PYTHONPATH, set here), and
-the trial's data, which travels with each trial. The scheduler needs the same venv and code: it
-unpickles every task it is sent, and prefect-dask sends each with its flow and parameters. So
-both are started here, from a checkout of the kit at the sweep's commit.
+flow's process) and the kit's code importable. The scheduler needs the same: it unpickles every
+task it is sent, and prefect-dask sends each with its flow and parameters. So both run Dask's own
+command line inside this script, after `project.enter()`: the worker processes Dask starts inherit
+its import path, as every child that multiprocessing spawns does.
 
 `start` listens on 127.0.0.1 unless given another address; its pid and log files are in .dask/.
 Dask's diagnostics server listens on the same address as each process, never on every interface
@@ -24,75 +24,42 @@ import socket
 import subprocess
 import sys
 import time
-from importlib.util import find_spec
 from urllib.parse import urlsplit
 
-import psutil
+from kit import project
 
-from processes import stop_group
-from project import ROOT
+project.enter()  # first: the kit's code importable here, and in every Dask process started from here
+
+import psutil  # noqa: E402
+
+from kit.processes import stop_group  # noqa: E402
+from kit.sweep.cluster import check_cluster, survey  # noqa: E402
+
+ROOT = project.ROOT
 
 STATE = ROOT / ".dask"
 SCHEDULER, WORKERS = "scheduler", "workers"
 START_TIMEOUT = 90  # a cold start of Python, Dask and the kit's imports on a busy machine
-CONNECT_TIMEOUT = 5.0  # seconds
-KIT_MODULE = "trials"  # one of the kit's modules: a process that imports it can run trials
-
-
-def worker_env() -> dict[str, str]:
-    """The environment of every Dask process started here: the kit's code importable (mltoy from
-    the root; trials, and what the flow's tasks refer to, from scripts/), quiet logs, no telemetry."""
-    path = os.pathsep.join([str(ROOT), str(ROOT / "scripts"), *filter(None, [os.environ.get("PYTHONPATH")])])
-    return dict(os.environ, PYTHONPATH=path, DO_NOT_TRACK="1", DASK_LOGGING__DISTRIBUTED="warning")
 
 
 def dask_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "dask", *args]
+    """Dask's command line (`dask scheduler ...`, `dask worker ...`), run by this script."""
+    return [sys.executable, __file__, "dask", *args]
 
 
-def worker_command(address: str, workers: int, host: str) -> list[str]:
+def run_dask(args: list[str]) -> None:
+    """Run Dask's own command line in this process, where the kit is importable; exits."""
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = "warning"  # read when Dask is imported
+    from dask.cli import run_cli  # what `python -m dask` runs
+
+    sys.argv = ["dask", *args]
+    run_cli()
+
+
+def worker_args(address: str, workers: int, host: str) -> list[str]:
     # One thread each: a trial is CPU-bound Python; processes, not threads, run them side by side.
-    return dask_command("worker", address, "--host", host, "--dashboard-address", f"{host}:0",
-                        "--nworkers", str(workers), "--nthreads", "1", "--death-timeout", "60")
-
-
-def survey(address: str, timeout: float = CONNECT_TIMEOUT) -> tuple[int, list[str]] | None:
-    """The scheduler at `address`: how many workers it has, and which of it and them cannot
-    import the kit's code; None when no scheduler answers there."""
-    from distributed import Client
-
-    url = urlsplit(address)
-    if url.scheme in ("tcp", "tls"):  # nothing listening: say so at once (Dask retries until its timeout)
-        try:
-            socket.create_connection((url.hostname, url.port or 8786), timeout=timeout).close()
-        except OSError:
-            return None
-    try:
-        with Client(address, timeout=timeout, set_as_default=False) as client:
-            workers = client.scheduler_info()["workers"]
-            # find_spec is the standard library's: every Dask process can unpickle it.
-            without = [] if client.run_on_scheduler(find_spec, KIT_MODULE) else ["the scheduler"]
-            if workers:
-                without += [name for name, spec in client.run(find_spec, KIT_MODULE).items() if spec is None]
-            return len(workers), without
-    except (OSError, TimeoutError, ValueError):
-        return None
-
-
-def check_cluster(address: str, need_workers: bool = True) -> None:
-    """SystemExit with a one-line error unless a scheduler answers at `address`, it and its
-    workers can import the kit's code, and it has workers (when `need_workers`)."""
-    found = survey(address)
-    if found is None:
-        raise SystemExit(f"error: no Dask scheduler answers at {address}; start one with "
-                         "`make dask-start`, or check DASK_ADDRESS")
-    workers, without = found
-    if without:
-        raise SystemExit(f"error: {', '.join(without)} at {address} cannot import the kit's code; start "
-                         "them from a checkout of the kit (make dask-start, make dask-worker)")
-    if need_workers and workers == 0:
-        raise SystemExit(f"error: the Dask scheduler at {address} has no workers; add some with "
-                         f"`make dask-worker DASK_ADDRESS={address}`")
+    return ["worker", address, "--host", host, "--dashboard-address", f"{host}:0",
+            "--nworkers", str(workers), "--nthreads", "1", "--death-timeout", "60"]
 
 
 def _pid(name: str) -> int | None:
@@ -108,7 +75,7 @@ def _pid(name: str) -> int | None:
 
 def _spawn(name: str, command: list[str]) -> subprocess.Popen:
     with open(STATE / f"{name}.log", "ab") as log:
-        proc = subprocess.Popen(command, cwd=ROOT, env=worker_env(), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # it outlives this command, and Ctrl-C in this shell
     (STATE / f"{name}.pid").write_text(f"{proc.pid}\n")
@@ -128,7 +95,7 @@ def start(workers: int, port: int, host: str) -> int:
     STATE.mkdir(exist_ok=True)
     procs = [_spawn(SCHEDULER, dask_command("scheduler", "--host", host, "--port", str(port),
                                             "--dashboard-address", f"{host}:0")),
-             _spawn(WORKERS, worker_command(address, workers, host))]
+             _spawn(WORKERS, dask_command(*worker_args(address, workers, host)))]
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline and all(proc.poll() is None for proc in procs):
         found = survey(address, timeout=2)
@@ -172,7 +139,8 @@ def worker(address: str, workers: int) -> int:
     host = get_ip(urlsplit(address).hostname)
     print(f"Dask worker{'s' if workers > 1 else ''} for {address} on {host}; Ctrl-C stops "
           f"{'them' if workers > 1 else 'it'}.", flush=True)
-    os.execve(sys.executable, worker_command(address, workers, host), worker_env())
+    run_dask(worker_args(address, workers, host))
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -185,6 +153,8 @@ def main(argv: list[str]) -> int:
                               help="the address to listen on (default: loopback; another machine's "
                                    "workers need this machine's address on their network)")
     commands.add_parser("stop", help="stop what start started")
+    dask = commands.add_parser("dask", help="Dask's own command line, with the kit importable (start runs it)")
+    dask.add_argument("args", nargs=argparse.REMAINDER)
     worker_parser = commands.add_parser("worker", help="join a scheduler as a worker, in the foreground")
     worker_parser.add_argument("address", help="the scheduler's address, e.g. tcp://host:8786")
     worker_parser.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
@@ -197,6 +167,8 @@ def main(argv: list[str]) -> int:
         return start(args.workers, args.port, args.host)
     if args.command == "stop":
         return stop()
+    if args.command == "dask":
+        run_dask(args.args)
     return worker(args.address, args.workers)
 
 

@@ -1,6 +1,6 @@
 """Register the kit's deployments (prefect.yaml) on the Prefect server, with the work pool they run
 on, the git source a worker clones for each run, an optional schedule, and the server-side
-automations (scripts/automations.py). Running it again updates each of them in place.
+automations (scripts/kit/automations.py). Running it again updates each of them in place.
 
     python scripts/deploy.py [--schedule CRON|SECONDS] [--notify-url URL] [--crash-after SECONDS]
     make deploy [SCHEDULE=...] [NOTIFY_URL=...] [CRASH_AFTER=90]
@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import project
+from kit import project
 
 project.enter()  # first: Prefect reads prefect.toml from the project root when it is imported
 
@@ -27,26 +27,20 @@ from prefect.client.schemas.actions import WorkPoolCreate  # noqa: E402
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName  # noqa: E402
 from prefect.exceptions import ObjectNotFound  # noqa: E402
 
-import automations  # noqa: E402
-import deployments  # noqa: E402
-from connection import server_connection  # noqa: E402
+from kit import automations, deployments  # noqa: E402
+from kit.connection import server_connection  # noqa: E402
+from kit.git import git  # noqa: E402
 
 POOL_TYPE = "process"  # the worker runs each flow run as a process on its machine
-
-
-def git(*args: str) -> str | None:
-    """git's answer in the project root, or None when git fails."""
-    proc = subprocess.run(["git", *args], cwd=project.ROOT, capture_output=True, text=True, timeout=60)
-    return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 def git_source() -> tuple[str, str]:
     """The repository URL and branch that workers clone: `origin` (a local path made absolute, as
     the clone runs in another folder), else this repository itself; the current branch."""
-    branch = git("branch", "--show-current")
+    branch = git(project.ROOT, "branch", "--show-current", check=False)
     if not branch:
         raise SystemExit("error: HEAD is detached: check out the branch that the deployment should run")
-    url = git("remote", "get-url", "origin")
+    url = git(project.ROOT, "remote", "get-url", "origin", check=False)
     if url is None:
         return str(project.ROOT), branch
     if "://" not in url and (project.ROOT / url).exists():
@@ -57,12 +51,12 @@ def git_source() -> tuple[str, str]:
 def source_notes(url: str, branch: str) -> list[str]:
     """What the workers will not see: commits not on the source's branch, uncommitted edits."""
     notes = []
-    head = git("rev-parse", "HEAD")
-    theirs = (git("ls-remote", url, f"refs/heads/{branch}") or "").split("\t")[0]
+    head = git(project.ROOT, "rev-parse", "HEAD")
+    theirs = (git(project.ROOT, "ls-remote", url, f"refs/heads/{branch}", check=False) or "").split("\t")[0]
     if theirs != head:
         there = f"at {theirs[:7]}" if theirs else "(no such branch there yet)"
         notes.append(f"note: workers clone {branch} {there} from {url}, not your HEAD {head[:7]}: git push first")
-    if git("status", "--porcelain", "--untracked-files=no"):
+    if git(project.ROOT, "status", "--porcelain", "--untracked-files=no"):
         notes.append("note: uncommitted changes here are not deployed: workers clone what is committed")
     return notes
 

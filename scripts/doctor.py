@@ -17,15 +17,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import project
+from kit import project
 
 project.enter()  # first: Prefect reads prefect.toml from the project root when it is imported
 
 from prefect.settings import get_current_settings  # noqa: E402
 
-from connection import PROBE_SECONDS, api_request, server_answers, server_api_url  # noqa: E402
+from kit.connection import PROBE_SECONDS, api_request, server_answers, server_api_url  # noqa: E402
+from kit.server_files import database, home, log_file, our_server_pid, pid_file, versions  # noqa: E402
 from mltoy.files import md5_file  # noqa: E402
-from server_files import database, home, log_file, our_server_pid, pid_file, versions  # noqa: E402
 
 Problem = bool  # each check returns its lines and whether they report a problem
 
@@ -94,8 +94,8 @@ def settings_rows(prefect_view: subprocess.Popen, dvc_config: subprocess.Popen) 
         problem = True
     if "PREFECT_API_URL" not in {name for name, _, _ in rows}:
         rows.append(("PREFECT_API_URL", "(not set)",
-                     f"scripts/connection.py uses {server_api_url()} when it answers, else a temporary server"))
-    rows.append(("DO_NOT_TRACK", os.environ.get("DO_NOT_TRACK", ""), "env (scripts/project.py sets 1 where unset)"))
+                     f"scripts/kit/connection.py uses {server_api_url()} when it answers, else a temporary server"))
+    rows.append(("DO_NOT_TRACK", os.environ.get("DO_NOT_TRACK", ""), "env (scripts/kit/project.py sets 1 where unset)"))
     out, _ = dvc_config.communicate()
     for line in out.splitlines():  # "origin<TAB>section.key=value"
         origin, _, setting = line.partition("\t")

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import project
+from kit import project
 
 project.enter()  # first: Prefect reads prefect.toml from the project root when it is imported
 
@@ -26,17 +26,16 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 
-from dvc_run import run_dvc  # noqa: E402
-from dvc_yaml import metrics_file  # noqa: E402
-from shared_tasks import check_inputs, dvc_repro, metrics_summary  # noqa: E402
+from kit import runs  # noqa: E402
+from kit.data import restore  # noqa: E402
+from kit.dvc_run import run_dvc  # noqa: E402
+from kit.dvc_yaml import metrics_file  # noqa: E402
+from kit.git import git  # noqa: E402
+from kit.tasks import check_inputs, dvc_repro, metrics_summary  # noqa: E402
 
 GIT_REMOTE = "origin"  # where the clone came from: the deployment's git source
 # The tasks that talk to a remote (DVC's storage, git's origin) retry: a network fails for a moment.
 NETWORK_RETRIES = {"retries": 2, "retry_delay_seconds": 5}
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
 
 
 def dvc_remote(repo: Path) -> str | None:
@@ -66,12 +65,7 @@ def pull_data(repo: Path) -> None:
         logger.warning("No default DVC remote in .dvc/config: nothing to pull, and the outputs will "
                        "stay on this worker (`dvc remote add -d NAME URL`, then commit .dvc/config)")
     if not (repo / project.RAW_DATA).is_file():
-        restored = subprocess.run([sys.executable, "scripts/get_data.py"], cwd=repo,
-                                  capture_output=True, text=True)
-        for line in (restored.stdout + restored.stderr).splitlines():
-            logger.info(line)
-        if restored.returncode != 0:
-            raise RuntimeError(f"{project.RAW_DATA}: not on the DVC remote, and not restored (see the lines above)")
+        logger.info(restore(repo))  # DataNotRestored fails the task with its reason
 
 
 @task(name="save experiment")
@@ -79,7 +73,7 @@ def save_experiment(repo: Path) -> str:
     """Record the workspace as a DVC experiment (`dvc exp save`) named after this flow run, with
     the run's id and link in its commit message; return its name."""
     logger = get_run_logger()
-    if subprocess.run(["git", "config", "user.email"], cwd=repo, capture_output=True).returncode != 0:
+    if git(repo, "config", "user.email", check=False) is None:
         # A worker's machine may have no git identity; the experiment's commit needs one.
         git(repo, "config", "user.name", "Prefect worker")
         git(repo, "config", "user.email", f"prefect@{socket.gethostname()}")
@@ -129,10 +123,11 @@ def deployed_pipeline() -> None:
     """Pull the data, run the pipeline as Option A does, then push the outputs and the run, as a
     DVC experiment. It runs on this checkout: on a worker, the run's fresh clone."""
     repo = project.ROOT
-    pull_data(repo)
-    check_inputs(repo)
-    dvc_repro(repo)
-    metrics_summary(metrics_file(repo))
-    name = save_experiment(repo)
-    pushed = push_outputs(repo)
-    push_experiment(repo, name, outputs_pushed=pushed)
+    with runs.pipeline_turn(repo):
+        pull_data(repo)
+        check_inputs(repo)
+        dvc_repro(repo)
+        metrics_summary(metrics_file(repo))
+        name = save_experiment(repo)
+        pushed = push_outputs(repo)
+        push_experiment(repo, name, outputs_pushed=pushed)

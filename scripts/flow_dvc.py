@@ -10,32 +10,32 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import project
+from kit import project
 
 project.enter()  # first: Prefect reads prefect.toml from the project root when it is imported
 
 from prefect import flow  # noqa: E402
 
-import runs  # noqa: E402
-from dvc_yaml import is_kit_pipeline, metrics_file  # noqa: E402
-from shared_tasks import check_inputs, dvc_repro, metrics_summary  # noqa: E402
+from kit import runs  # noqa: E402
+from kit.dvc_yaml import is_kit_pipeline, metrics_file  # noqa: E402
+from kit.tasks import check_inputs, dvc_repro, metrics_summary  # noqa: E402
 
 
 @flow(name="Prefect operates DVC pipeline")
 def dvc_pipeline(repo: Path = project.ROOT, fail_once: bool = False, show_metrics: bool = True) -> None:
     """Operate the DVC pipeline via `dvc repro`."""
-    if is_kit_pipeline(repo):
-        check_inputs(repo)
-    dvc_repro(repo, fail_once=fail_once)
-    metrics_summary(metrics_file(repo), show=show_metrics)
+    with runs.pipeline_turn(repo):
+        if is_kit_pipeline(repo):
+            check_inputs(repo)
+        dvc_repro(repo, fail_once=fail_once)
+        metrics_summary(metrics_file(repo), show=show_metrics)
 
 
 def main(argv: list[str]) -> int:
     parser = runs.flow_parser(__doc__, "fail the first attempt, to show a retry")
     parser.add_argument("--repo", type=project.user_path, default=project.ROOT, help="the DVC repository to run")
     args = parser.parse_args(argv)
-    return runs.run_flow("flow_dvc.py", args.repo, dvc_pipeline,
-                         repo=args.repo, fail_once=args.fail_once, show_metrics=args.show_metrics)
+    return runs.run_flow(dvc_pipeline, repo=args.repo, fail_once=args.fail_once, show_metrics=args.show_metrics)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ command, writes its entry in dvc.lock and caches its outputs.
     python scripts/flow_dvc_stages.py [--repo PATH] [--jobs N] [--fail-once] [--no-show-metrics]
     make run-dvc-stages [JOBS=N] [FAIL_ONCE=1] [SHOW_METRICS=0]
 
-The graph and what is stale come from DVC's API, once, in this process (dvc_graph.py); a stage
+The graph and what is stale come from DVC's API, once, in this process (kit/dvc_graph.py); a stage
 DVC finds up to date ends at once as Skipped, with no DVC process. A stage starts as soon as its
 own upstream stages are done, up to --jobs at a time. A stage that fails stops only what depends
 on it (Prefect marks those NotReady), as `dvc repro --keep-going` does.
@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-import project
+from kit import project
 
 project.enter()  # first: Prefect reads prefect.toml from the project root when it is imported
 
@@ -27,12 +27,13 @@ from prefect.futures import PrefectFuture, as_completed  # noqa: E402
 from prefect.states import Completed, State  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
-import runs  # noqa: E402
-from dvc_graph import Plan, read_plan  # noqa: E402
-from dvc_run import run_dvc  # noqa: E402
-from dvc_yaml import is_kit_pipeline, metrics_file  # noqa: E402
-from retries import fail_first_attempt, retry_if_transient  # noqa: E402
-from shared_tasks import check_inputs, metrics_summary  # noqa: E402
+from kit import runs  # noqa: E402
+from kit.dvc_graph import Plan, read_plan  # noqa: E402
+from kit.dvc_internals import repro_outcome  # noqa: E402
+from kit.dvc_run import run_dvc  # noqa: E402
+from kit.dvc_yaml import is_kit_pipeline, metrics_file  # noqa: E402
+from kit.retries import fail_first_attempt, retry_demo_failure  # noqa: E402
+from kit.tasks import check_inputs, metrics_summary  # noqa: E402
 
 
 class StagesFailed(RuntimeError):
@@ -44,7 +45,7 @@ class StagesFailed(RuntimeError):
         self.returncode = returncode
 
 
-@task(name="plan", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_if_transient)
+@task(name="plan")
 def plan_stages(repo: Path) -> Plan:
     """Read DVC's graph and find the stale stages, in this process."""
     plan = read_plan(repo)
@@ -53,21 +54,22 @@ def plan_stages(repo: Path) -> Plan:
     return plan
 
 
-@task(retries=1, retry_delay_seconds=2, retry_condition_fn=retry_if_transient, cache_policy=NO_CACHE)
+@task(retries=1, retry_delay_seconds=2, retry_condition_fn=retry_demo_failure, cache_policy=NO_CACHE)
 def dvc_stage(repo: Path, address: str, stale: bool, fail_once: bool = False) -> State | None:
     """Reproduce one stage: `dvc --wait-for-lock repro --single-item ADDRESS`, each line DVC
     prints streamed into this task's log. DVC takes its repository lock only around its own
-    bookkeeping, so stages run side by side; --wait-for-lock makes each wait its turn for that
-    lock instead of failing after 3 s with its command already run and dvc.lock not written."""
+    bookkeeping, so stages run side by side; --wait-for-lock (run_dvc's) makes each wait its turn
+    for that lock instead of failing after 3 s with its command already run and dvc.lock not
+    written."""
     fail_first_attempt(fail_once)
     if not stale:
         what = f"'{address}'" if address.endswith(".dvc") else f"Stage '{address}'"
         get_run_logger().info("%s didn't change, skipping", what)
         return Completed(name="Skipped", message=f"{what} didn't change (checked in-process)")
-    lines = run_dvc(repo, "--wait-for-lock", "repro", "--single-item", address)
-    if any("is cached - skipping run" in line for line in lines):
+    outcome = repro_outcome(run_dvc(repo, "repro", "--single-item", address))
+    if outcome == "cached":
         return Completed(name="Cached", message="restored from DVC's run-cache")
-    if any("didn't change, skipping" in line for line in lines):
+    if outcome == "unchanged":
         return Completed(name="Skipped", message="its upstream ran and left its inputs unchanged")
     return None
 
@@ -100,24 +102,25 @@ def raise_unless_completed(futures: dict[str, PrefectFuture]) -> None:
 @flow(name="Prefect runs DVC stages")
 def dvc_stages_pipeline(repo: Path = project.ROOT, fail_once: bool = False, show_metrics: bool = True) -> None:
     """Run DVC's stages as Prefect tasks, independent ones in parallel."""
-    # The check and the plan read, and write nothing: side by side, they cost the run one of them.
-    checked = check_inputs.submit(repo) if is_kit_pipeline(repo) else None
-    planned = plan_stages.submit(repo)
-    if checked:
-        checked.result()  # bad params or data: stop here, with its error, before DVC runs anything
-    plan = planned.result()
-    # --fail-once fails one stage's first attempt, so its retry shows: train, in the kit.
-    demo = "train" if "train" in plan.stale else plan.order[-1]
+    with runs.pipeline_turn(repo):
+        # The check and the plan read, and write nothing: side by side, they cost the run one of them.
+        checked = check_inputs.submit(repo) if is_kit_pipeline(repo) else None
+        planned = plan_stages.submit(repo)
+        if checked:
+            checked.result()  # bad params or data: stop here, with its error, before DVC runs anything
+        plan = planned.result()
+        # --fail-once fails one stage's first attempt, so its retry shows: train, in the kit.
+        demo = "train" if "train" in plan.stale else plan.order[-1]
 
-    def submit(address: str, upstream: list[PrefectFuture]) -> PrefectFuture:
-        # A frozen stage does not depend on its upstream succeeding, as in `dvc repro -k`.
-        wait_for = [allow_failure(f) for f in upstream] if address in plan.frozen else upstream
-        return dvc_stage.with_options(name=address).submit(
-            repo, address, plan.stale[address], fail_once=fail_once and address == demo, wait_for=wait_for)
+        def submit(address: str, upstream: list[PrefectFuture]) -> PrefectFuture:
+            # A frozen stage does not depend on its upstream succeeding, as in `dvc repro -k`.
+            wait_for = [allow_failure(f) for f in upstream] if address in plan.frozen else upstream
+            return dvc_stage.with_options(name=address).submit(
+                repo, address, plan.stale[address], fail_once=fail_once and address == demo, wait_for=wait_for)
 
-    futures = run_in_dependency_order(plan, submit)
-    raise_unless_completed(futures)
-    metrics_summary(metrics_file(repo), show=show_metrics)
+        futures = run_in_dependency_order(plan, submit)
+        raise_unless_completed(futures)
+        metrics_summary(metrics_file(repo), show=show_metrics)
 
 
 def main(argv: list[str]) -> int:
@@ -129,8 +132,7 @@ def main(argv: list[str]) -> int:
     if args.jobs < 1:
         parser.error("--jobs must be 1 or more")
     pipeline = dvc_stages_pipeline.with_options(task_runner=ThreadPoolTaskRunner(max_workers=args.jobs))
-    return runs.run_flow("flow_dvc_stages.py", args.repo, pipeline,
-                         repo=args.repo, fail_once=args.fail_once, show_metrics=args.show_metrics)
+    return runs.run_flow(pipeline, repo=args.repo, fail_once=args.fail_once, show_metrics=args.show_metrics)
 
 
 if __name__ == "__main__":

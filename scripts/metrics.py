@@ -1,123 +1,60 @@
-"""Print the pipeline's metrics as a small table, with the change against git HEAD.
+"""Print the pipeline's metrics as a table, with the change against the last published run (the
+`pipeline-metrics` artifact on the kit's Prefect server, when one answers) and against git HEAD
+(what `dvc metrics diff` compares with).
 
-    python scripts/metrics.py [PATH]      (default: reports/metrics.json)
-
-HEAD's copy is the baseline `dvc metrics diff` uses too. The flows' "metrics summary" task
-(shared_tasks.py) also publishes the metrics as a Prefect table artifact (`ARTIFACT_KEY`), with
-the change against the previous published run: the table and its description are built here,
-from plain values, so they are tested without Prefect.
+    python scripts/metrics.py [PATH]     (make metrics; PATH: the metrics file dvc.yaml declares)
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
+import argparse
 import sys
-from datetime import datetime
 from pathlib import Path
 
-from dotted import flatten
+from kit import project
 
-DEFAULT = Path("reports/metrics.json")
-# One key for every run of every flow: the UI's Artifacts page keeps the history under it.
-ARTIFACT_KEY = "pipeline-metrics"
+project.enter()  # first: Prefect reads prefect.toml from the project root when it is imported
 
+from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings  # noqa: E402
 
-class MetricsError(ValueError):
-    """A metrics file is missing or is not a JSON object of numbers; one line naming it."""
-
-
-def read_metrics(path: Path) -> dict[str, float]:
-    path = Path(path)
-    try:
-        return parse_metrics(path.read_text(encoding="utf-8"), str(path))
-    except FileNotFoundError:
-        raise MetricsError(f"{path}: no metrics file; run the pipeline first") from None
+from kit import metrics  # noqa: E402
+from kit.connection import server_answers, server_api_url  # noqa: E402
+from kit.dvc_yaml import metrics_file  # noqa: E402
 
 
-def parse_metrics(text: str, source: str) -> dict[str, float]:
-    """A JSON object of numbers; nested objects, as DVC allows, are flattened to dotted names."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise MetricsError(f"{source}: not valid JSON ({exc})") from None
-    flat = flatten(data) if isinstance(data, dict) else None
-    if not flat or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat.values()):
-        raise MetricsError(f"{source}: expected a JSON object of numbers")
-    return flat
+def last_published() -> dict[str, float] | str:
+    """The metrics of the last run that published them, from the server, or why there are none.
+    Never starts a temporary server: that takes seconds, and it would hold no other runs."""
+    url = get_current_settings().api.url or server_api_url()
+    if not server_answers(url, timeout=2):
+        return f"no Prefect server answers at {url.removesuffix('/api')}"
+    from prefect.artifacts import Artifact
 
-
-def committed_metrics(path: Path) -> dict[str, float] | None:
-    """The metrics file as committed at git HEAD, or None where there is no such version."""
-    path = Path(path).resolve()
-    try:
-        text = subprocess.run(
-            ["git", "show", f"HEAD:./{path.name}"],
-            cwd=path.parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return parse_metrics(text, f"HEAD:{path.name}")
-
-
-def format_table(values: dict[str, float], baseline: dict[str, float] | None = None) -> str:
-    """A fixed-width table: metric, value and, with a baseline, the change against it."""
-    head = f"{'metric':<10} {'value':>8}" + (f" {'vs HEAD':>9}" if baseline is not None else "")
-    rows = [head, "-" * len(head)]
-    for name, value in sorted(values.items()):
-        row = f"{name:<10} {value:>8.4f}"
-        if baseline is not None:
-            before = baseline.get(name)
-            row += f" {value - before:>+9.4f}" if before is not None else f" {'new':>9}"
-        rows.append(row)
-    return "\n".join(rows)
-
-
-def artifact_table(values: dict[str, float], previous: dict[str, float] | None) -> list[dict[str, object]]:
-    """The artifact's rows: metric, value, the previous run's value and the change.
-
-    Values stay numbers (`artifact_values` reads them back next run); the change is text, signed
-    like the terminal table's, or "new" for a metric the previous run did not publish.
-    """
-    rows = []
-    for name, value in sorted(values.items()):
-        before = (previous or {}).get(name)
-        change = "" if previous is None else "new" if before is None else f"{value - before:+.4f}"
-        rows.append({"metric": name, "value": value, "previous": before, "change": change})
-    return rows
-
-
-def artifact_values(data: object) -> dict[str, float] | None:
-    """The metric values of a published artifact (its `data`, JSON text of `artifact_table`'s
-    rows), or None where it holds something else, e.g. another program's artifact under the key."""
-    try:
-        rows = json.loads(data) if isinstance(data, str) else data
-        values = {row["metric"]: row["value"] for row in rows}
-    except (TypeError, ValueError, KeyError):
-        return None
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values.values()):
-        return None
-    return values
-
-
-def artifact_description(source: str, previous_at: datetime | None) -> str:
-    """The artifact's markdown description: where the values come from and what they compare to."""
-    text = f"**Pipeline metrics** from `{source}`."
-    if previous_at is None:
-        return text + " No earlier published metrics to compare with."
-    return text + f" *change* is against the previous published run ({previous_at:%Y-%m-%d %H:%M:%S %Z})."
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        latest = Artifact.get(metrics.ARTIFACT_KEY)
+    values = metrics.artifact_values(latest.data) if latest else None
+    return values if values is not None else "no run has published metrics on the server yet"
 
 
 def main(argv: list[str]) -> int:
-    path = Path(argv[0]) if argv else DEFAULT
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("path", nargs="?", type=project.user_path,
+                        help="a metrics file (default: the one dvc.yaml declares)")
+    path: Path | None = parser.parse_args(argv).path or metrics_file(project.ROOT)
     try:
-        print(format_table(read_metrics(path), committed_metrics(path)))
-    except MetricsError as exc:
+        if path is None:
+            raise metrics.MetricsError("dvc.yaml declares no metrics file")
+        values = metrics.read_metrics(path)
+        head = metrics.committed_metrics(path)
+    except metrics.MetricsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    baselines = {"vs last run": last_published(),
+                 "vs HEAD": head if head is not None else f"{path.name} is not committed at HEAD"}
+    print(metrics.format_table(values, {title: b for title, b in baselines.items() if isinstance(b, dict)}))
+    for title, why in baselines.items():
+        if isinstance(why, str):
+            print(f"({title.removeprefix('vs ')}: {why})")
     return 0
 
 

@@ -5,8 +5,8 @@ so does `prefect deployment run`.
     python scripts/serve.py [--schedule CRON|SECONDS]     (make serve [SCHEDULE=...])
 
 The schedule applies to Option A (`run-dvc`). Unlike `make deploy`, there is no worker and no
-git: the runs use this folder as it is, uncommitted edits included. They do not take the pipeline
-lock of `make run-dvc`: DVC's own lock makes one of two overlapping runs retry, then fail.
+git: the runs use this folder as it is, uncommitted edits included. Each takes the pipeline lock,
+as every flow does, so a served run and a `make run-dvc` typed meanwhile take turns.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-import project
+from kit import project
 
 project.enter()  # first: Prefect reads prefect.toml from the project root when it is imported
 
 from prefect import flow, serve  # noqa: E402
 
-import deployments  # noqa: E402
-from connection import server_connection  # noqa: E402
+from kit import deployments  # noqa: E402
+from kit.connection import server_connection  # noqa: E402
 
 # Deployment name (as the make target that runs the same flow by hand) -> the flow's entrypoint.
 SERVED = {
@@ -40,8 +40,8 @@ def main(argv: list[str]) -> int:
     with server_connection("make serve"):
         served = []
         for name, entrypoint in SERVED.items():
-            # Loaded from its file as a worker loads it; the script's import moves the process to
-            # the project root (project.enter), where this one already is.
+            # Loaded from its file as a worker loads it; the script's first line moves the process
+            # to the project root (project.enter), where this one already is.
             pipeline = flow.from_source(source=str(project.ROOT), entrypoint=entrypoint)
             # An empty list removes a schedule that an earlier `make serve SCHEDULE=...` set.
             when = schedule if name == SCHEDULED and schedule else {"schedules": []}

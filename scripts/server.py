@@ -17,15 +17,15 @@ import subprocess
 import sys
 import time
 
-import project
+from kit import project
 
 project.enter()  # first: Prefect reads prefect.toml from the project root when it is imported
 
 from prefect.settings import get_current_settings  # noqa: E402
 
-from connection import server_answers, server_api_url  # noqa: E402
-from processes import stop_group  # noqa: E402
-from server_files import database, home, log_file, our_server_pid, pid_file, versions  # noqa: E402
+from kit.connection import server_answers, server_api_url  # noqa: E402
+from kit.processes import stop_group  # noqa: E402
+from kit.server_files import database, home, log_file, our_server_pid, pid_file, versions  # noqa: E402
 
 START_TIMEOUT = 90  # a first start creates the database; later ones take a few seconds
 

@@ -5,10 +5,10 @@ a DVC experiment (`dvc exp show`), on threads here or on the workers of a Dask c
     make sweep [SWEEP=sweep.yaml] [JOBS=N] [DASK_ADDRESS=tcp://host:8786] [SHOW_METRICS=0]
 
 Every point is checked by the params schema before anything runs. A trial runs the stage
-functions in-process, as Option B does, in a temporary folder of its own (trials.py), and
+functions in-process, as Option B does, in a temporary folder of its own (kit/sweep/trials.py), and
 returns its outputs; this process alone records each as a DVC experiment as soon as it finishes
-(dvc_experiments.py), so the workspace, HEAD and the index are never touched. A point already
-computed with the same deps and params is not run again (Option B's rule, stage_cache.py): its
+(kit/sweep/experiments.py), so the workspace, HEAD and the index are never touched. A point already
+computed with the same deps and params is not run again (Option B's rule, kit/stage_cache.py): its
 outputs come back from DVC's cache. A trial that fails is listed with its error, the others are
 still recorded, and the exit status is 1. Ctrl-C stops the sweep: every experiment recorded by
 then is whole, and nothing else is written.
@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-import project
+from kit import project
 
 project.enter()  # first: Prefect reads prefect.toml from the project root when it is imported
 
@@ -33,15 +33,14 @@ from prefect.futures import PrefectFuture, as_completed  # noqa: E402
 from prefect.states import Completed, State  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
-import runs  # noqa: E402
-import stage_cache  # noqa: E402
-from dask_cluster import check_cluster  # noqa: E402
-from dvc_experiments import Experiments, ExperimentsError  # noqa: E402
-from dvc_yaml import pipeline_inputs, read_stages  # noqa: E402
+from kit import runs, stage_cache  # noqa: E402
+from kit.dvc_yaml import pipeline_inputs, read_stages  # noqa: E402
+from kit.sweep.cluster import check_cluster  # noqa: E402
+from kit.sweep.experiments import Experiments, ExperimentsError  # noqa: E402
+from kit.sweep.results import Row, format_table, ranked  # noqa: E402
+from kit.sweep.spec import Point, Sweep, load_sweep  # noqa: E402
+from kit.sweep.trials import Pipeline, TrialResult, run_trial  # noqa: E402
 from mltoy import InputError  # noqa: E402
-from sweep_results import Row, format_table, ranked  # noqa: E402
-from sweep_spec import Point, Sweep, load_sweep  # noqa: E402
-from trials import Pipeline, TrialResult, run_trial  # noqa: E402
 
 ARTIFACT_KEY = "sweep-results"
 
@@ -150,22 +149,23 @@ def publish_results(sweep: Sweep, rows: list[Row], show: bool = True) -> None:
 @flow(name="Parameter sweep")
 def parameter_sweep(sweep_file: Path = project.ROOT / "sweep.yaml", show_results: bool = True) -> None:
     root = project.ROOT
-    sweep = read_sweep(sweep_file)
-    experiments = open_experiments(root)
-    plan = plan_trials(root, sweep, experiments)
-    rows = []
-    for point in sweep.points:
-        if result := plan.cached.get(point.name):
-            cached_trial(point)
-            rows.append(record(experiments, plan, point, result, "Cached"))
-    futures = {trial.submit(point, plan.pipeline): point for point in sweep.points if point.name not in plan.cached}
-    for future in as_completed(futures):  # each recorded as soon as it finishes
-        point, result = futures[future], outcome(future)
-        if isinstance(result, TrialResult):
-            rows.append(record(experiments, plan, point, result, "Completed"))
-        else:
-            rows.append(Row.failed(point, result))
-    publish_results(sweep, rows, show_results)
+    with runs.pipeline_turn(root):
+        sweep = read_sweep(sweep_file)
+        experiments = open_experiments(root)
+        plan = plan_trials(root, sweep, experiments)
+        rows = []
+        for point in sweep.points:
+            if result := plan.cached.get(point.name):
+                cached_trial(point)
+                rows.append(record(experiments, plan, point, result, "Cached"))
+        futures = {trial.submit(point, plan.pipeline): point for point in sweep.points if point.name not in plan.cached}
+        for future in as_completed(futures):  # each recorded as soon as it finishes
+            point, result = futures[future], outcome(future)
+            if isinstance(result, TrialResult):
+                rows.append(record(experiments, plan, point, result, "Completed"))
+            else:
+                rows.append(Row.failed(point, result))
+        publish_results(sweep, rows, show_results)
 
 
 def outcome(future: PrefectFuture) -> TrialResult | BaseException:
@@ -206,7 +206,7 @@ def main(argv: list[str]) -> int:
         needs_server = "a sweep on a Dask cluster (its workers report to it)"
     else:
         runner, needs_server = ThreadPoolTaskRunner(max_workers=args.jobs), None
-    return runs.run_flow("sweep.py", project.ROOT, parameter_sweep.with_options(task_runner=runner),
+    return runs.run_flow(parameter_sweep.with_options(task_runner=runner),
                          server_needed_by=needs_server, sweep_file=args.sweep_file, show_results=args.show_metrics)
 
 

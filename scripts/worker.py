@@ -12,14 +12,14 @@ import os
 import signal
 import sys
 
-import project
+from kit import project
 
 project.enter()  # first: Prefect reads prefect.toml from the project root when it is imported
 
 from prefect.settings import get_current_settings  # noqa: E402
 
-import deployments  # noqa: E402
-from connection import require_server  # noqa: E402
+from kit import deployments  # noqa: E402
+from kit.connection import require_server  # noqa: E402
 
 
 def main() -> int:

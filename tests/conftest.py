@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from kit_copy import ROOT, copy_kit  # noqa: F401 (the tests import ROOT from here)
+
 PY = sys.executable
 VENV = Path(PY).parent.parent
 # `make` in a copy of the kit, with this interpreter's venv; `-o` keeps make from ever rebuilding it.
@@ -127,19 +128,6 @@ class Repo:
 
     def tracked_changes(self) -> str:
         return self.run("git", "status", "--porcelain", "--untracked-files=no").stdout
-
-
-def copy_kit(dest: Path) -> None:
-    """Copy what git tracks (plus uncommitted edits to tracked files): what a clone would have."""
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout.split("\0")
-    for rel in filter(None, files):
-        src = ROOT / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-import metrics
 from conftest import api, flow_run_name, view_at
+from kit import metrics
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(

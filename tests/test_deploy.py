@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from conftest import MAKE, PY, ROOT, Repo, api, copy_kit, free_port, kit_env
-from processes import stop_group
+from kit.processes import stop_group
 
 VENV = Path(PY).parent.parent  # where `make deploy` finds `prefect`, as it prints it
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -456,7 +456,7 @@ def test_the_commands_that_need_a_server_say_so_in_one_line(team):
 
 def test_prefect_yaml_deploys_the_kit_s_flow_with_its_tag():
     config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    from project import RUN_TAG
+    from kit.project import RUN_TAG
 
     for deployment in config["deployments"]:
         path, function = deployment["entrypoint"].split(":")
@@ -466,7 +466,7 @@ def test_prefect_yaml_deploys_the_kit_s_flow_with_its_tag():
 
 
 def test_schedule_knob():
-    import deployments
+    from kit import deployments
 
     assert deployments.schedule("") == {}
     assert deployments.schedule("3600") == {"interval": 3600}

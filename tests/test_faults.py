@@ -77,8 +77,8 @@ def test_the_check_before_dvc_rejects_everything_prepare_would(built_repo):
     """Options A and C check the inputs with the validation prepare itself runs (one function,
     not a copy): every kind of bad params and data, one line naming the file and the problem.
     Each kind is also covered on the schema and the stages alone (test_mltoy.py)."""
+    from kit.tasks import check_inputs
     from mltoy import InputError
-    from shared_tasks import check_inputs
 
     params, raw = built_repo.path / "params.yaml", built_repo.path / "data" / "raw" / "iris.csv"
     good_params, good_raw = params.read_text(), raw.read_text()
@@ -223,7 +223,9 @@ def test_two_runs_at_once_queue_and_both_complete(built_repo):
     out2, _ = second.communicate(timeout=300)
     out1, _ = first.communicate(timeout=300)
     assert first.returncode == 0 and second.returncode == 0, out1 + out2
-    assert re.search(r"Waiting for the pipeline: held by flow_dvc\.py \(pid \d+", out2)
+    # The second run's own log says which run holds the pipeline.
+    assert re.search(r"Waiting for the pipeline: held by flow run '[\w-]+' of 'Prefect operates DVC pipeline' "
+                     r"\(pid \d+", out2)
     assert built_repo.py("-m", "dvc", "status", "-q").returncode == 0  # lock and outputs agree
     json.loads(built_repo.read("reports/metrics.json"))
 

@@ -95,7 +95,7 @@ def test_a_failing_branch_stops_only_what_depends_on_it(repo, tmp_path):
     states = final_states(out)
     assert states["right"] == "Failed" and "right is broken" in out
     assert re.search(r"Task run 'right-\w+' - Finished in state Failed\(.Task run encountered an exception "
-                     r"DvcFailed: dvc --wait-for-lock repro --single-item right exited with code 255", out)
+                     r"DvcFailed: dvc repro --single-item right exited with code 255", out)
     assert {s: states[s] for s in ("first", "left", "fold@1", "fold@2")} == dict.fromkeys(("first", "left", "fold@1", "fold@2"), "Completed")
     assert states["last"] == states["sub/dvc.yaml:report"] == "NotReady"
     assert "Running stage 'last'" not in out

@@ -52,9 +52,10 @@ def test_caching_follows_dvcs_rule(repo):
     first = run_stages(repo)
     assert "for flow 'Prefect owned stage DAG'" in first and "View at http://127.0.0.1:" in first
     assert ran(first) == set(STAGES)
-    # The UI draws the DAG: each task's upstream, as the API records it.
+    # The UI draws the DAG of dvc.yaml: each task waits on the stages whose outputs it reads.
     assert upstream(*view_at(first)) == {
-        "prepare": set(), "train": {"prepare"}, "evaluate": {"train"}, "metrics summary": {"evaluate"},
+        "prepare": set(), "train": {"prepare"}, "evaluate": {"prepare", "train"},
+        "metrics summary": {"evaluate"},
     }
     assert repo.tracked_changes() == ""  # same bytes as dvc.lock and the committed reports
     s1 = snapshot(repo)

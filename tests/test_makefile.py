@@ -1,4 +1,5 @@
-"""The Makefile is the kit's interface: `make help` must list every target, with a line each."""
+"""The Makefile is the kit's interface: `make help` must list every target and every knob, with
+a line each, from the Makefile's own comments."""
 
 from __future__ import annotations
 
@@ -8,19 +9,27 @@ import subprocess
 from conftest import ROOT
 
 
-def test_help_is_the_default_goal_and_lists_every_target():
+def test_help_is_the_default_goal_and_lists_every_target_and_knob():
     makefile = (ROOT / "Makefile").read_text()
     declared = re.findall(r"^\.PHONY: ([\w-]+)", makefile, flags=re.M)
     rules = set(re.findall(r"^([\w-]+):", makefile, flags=re.M))
     assert set(declared) == rules  # every rule is a documented phony target
+    knobs = dict(re.findall(r"^([A-Z_]+) \?= ?(.*)$", makefile, flags=re.M))
     out = subprocess.run(["make", "--no-print-directory"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    listed = dict(re.findall(r"^  ([\w-]+) +(\S.*)$", out, flags=re.M))
+    targets, _, knob_lines = out.partition("Knobs")
+    listed = dict(re.findall(r"^  ([\w-]+) +(\S.*)$", targets, flags=re.M))
     assert list(listed) == declared
-    for target in ("setup", "data", "prefect-start", "prefect-stop", "prefect-status", "doctor",
+    for target in ("setup", "data", "prefect-start", "prefect-stop", "prefect-status", "doctor", "metrics",
                    "run-dvc", "run-stages", "run-dvc-stages", "sweep", "dask-start", "dask-stop", "dask-worker",
                    "bench", "bench-sweep", "test", "clean", "serve", "deploy", "worker"):
         assert listed[target], target
     assert "keeps .venv" in listed["clean"]
+    # Every knob, with its default and the line that documents it.
+    listed_knobs = {name: (value, doc) for name, value, doc in
+                    re.findall(r"^  ([A-Z_]+)=(\S*) +(\S.*)$", knob_lines, flags=re.M)}
+    assert {name: value for name, (value, _) in listed_knobs.items()} == knobs
+    for knob in ("BENCH_RUNS", "TEST_WORKERS", "PYTHON", "FAIL_ONCE", "PREFECT_PORT", "DASK_ADDRESS"):
+        assert listed_knobs[knob][1], knob
 
 
 def test_clean_removes_outputs_and_caches_and_keeps_the_rest(built_repo):

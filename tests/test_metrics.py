@@ -1,5 +1,6 @@
-"""The metrics as people see them: `scripts/metrics.py` against git HEAD, and the table artifact
-every flow run publishes under one key, with the change against the previous published run."""
+"""The metrics as people see them: `make metrics` against the last published run and git HEAD,
+and the table artifact every flow run publishes under one key, with the change against the
+previous published run."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ import json
 import subprocess
 from datetime import datetime, timezone
 
-import metrics
-from conftest import PY
-from conftest import api, view_at
+from conftest import MAKE, PY, ROOT, api, free_port, kit_env, view_at
+from kit import metrics
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
@@ -44,7 +44,7 @@ def test_artifact_description_says_what_the_change_is_against():
     )
 
 
-def test_cli_prints_the_metrics_and_their_change_against_head(tmp_path):
+def test_make_metrics_prints_the_change_against_head_and_says_when_no_server_answers(tmp_path):
     def git(*args):
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
 
@@ -54,13 +54,16 @@ def test_cli_prints_the_metrics_and_their_change_against_head(tmp_path):
     git("add", "metrics.json")
     git("-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "m")
     path.write_text('{"accuracy": 0.85, "f1_macro": 0.7, "recall": 0.6}')
-    out = subprocess.run([PY, metrics.__file__, str(path)], capture_output=True, text=True, check=True).stdout
+    port = free_port()  # nothing listens there: no published run to compare with
+    out = subprocess.run([PY, str(ROOT / "scripts" / "metrics.py"), str(path)], capture_output=True, text=True,
+                         check=True, env=kit_env(tmp_path / "prefect-home", port)).stdout
     assert out.splitlines() == [
-        "metric        value   vs HEAD",
-        "-----------------------------",
-        "accuracy     0.8500   +0.0500",
-        "f1_macro     0.7000   +0.0000",
-        "recall       0.6000       new",
+        "metric        value      vs HEAD",
+        "--------------------------------",
+        "accuracy     0.8500      +0.0500",
+        "f1_macro     0.7000      +0.0000",
+        "recall       0.6000          new",
+        f"(last run: no Prefect server answers at http://127.0.0.1:{port})",
     ]
 
 
@@ -92,3 +95,7 @@ def test_every_run_publishes_the_metrics_artifact_with_the_change_against_the_pr
         f"**Pipeline metrics** from `{built_repo.path}/reports/metrics.json`. *change* is against the "
         f"previous published run ({seeded_at:%Y-%m-%d %H:%M:%S} UTC)."
     )
+    # `make metrics` compares with that run, from the server, and with git HEAD.
+    table = built_repo.run(*MAKE, "metrics").stdout.splitlines()
+    assert table[0].split() == ["metric", "value", "vs", "last", "run", "vs", "HEAD"]
+    assert table[2].split()[:4] == ["accuracy", f"{values['accuracy']:.4f}", "+0.0000", "+0.0000"]

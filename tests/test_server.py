@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from conftest import MAKE, Repo, api, flow_run_name, free_port, view_at
 
 # What a machine without internet must not show: telemetry, update checks and the "database is

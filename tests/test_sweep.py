@@ -5,9 +5,7 @@ a cached rerun; a failing trial; Ctrl-C; and a real Dask cluster of two workers 
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import shutil
 import signal
@@ -20,8 +18,8 @@ import pytest
 import yaml
 
 from conftest import MAKE, PY, ROOT, Repo, api, copy_repo, free_port, view_at
-from processes import stop_group
-from sweep_spec import OBJECTIVES, SweepError, load_sweep
+from kit.processes import stop_group
+from kit.sweep.spec import OBJECTIVES, SweepError, load_sweep
 
 FOUR = "objective: accuracy\ngrid:\n  train.C: [0.1, 1.0]\n  preprocess.standardize: [true, false]\n"
 FOUR_NAMES = {f"four-C={c}-standardize={s}" for c in ("0.1", "1.0") for s in ("true", "false")}
@@ -136,39 +134,6 @@ def test_a_bad_sweep_is_one_line_naming_the_key(tmp_path, text, message):
         spec(tmp_path, text)
     assert str(err.value).startswith(f"{tmp_path / 's.yaml'}: ") and message in str(err.value)
     assert "\n" not in str(err.value)
-
-
-def test_dvc_internals_the_recording_uses_are_where_it_expects(built_repo):
-    """dvc_experiments.py hides each DVC internal behind one function (checked with dvc 3.67.1);
-    when DVC moves one, this fails here first, naming it."""
-    from dvc.repo import Repo as DvcRepo
-
-    from dvc_experiments import (cache_path, cache_put, data_records, experiment_ref, git_outputs, lock_text,
-                                 pipeline_stages, set_params)
-
-    paths = ("mltoy/pipeline.py", "data/raw/iris.csv", "data/processed/train.csv", "data/processed/test.csv",
-             "models/model.joblib", "reports/metrics.json", "reports/predictions.csv")
-    files = {path: built_repo.read(path) for path in paths}
-    md5s = {path: hashlib.md5(data).hexdigest() for path, data in files.items()}
-    sizes = {path: len(data) for path, data in files.items()}
-    with DvcRepo(str(built_repo.path)) as repo:
-        stages = pipeline_stages(repo)
-        assert [stage.name for stage in stages] == ["prepare", "train", "evaluate"]
-        text = lock_text(stages, yaml.safe_load(built_repo.read("params.yaml")), md5s, sizes)
-        assert git_outputs(stages) == ["reports/metrics.json", "reports/predictions.csv"]
-        assert data_records(repo) == {"data/raw/iris.csv": ("data/raw/iris.csv.dvc", False)}
-        assert cache_path(repo, md5s["data/raw/iris.csv"]).read_bytes() == files["data/raw/iris.csv"]
-        put = cache_put(repo, b"a new object\n")
-        assert cache_path(repo, put).read_bytes() == b"a new object\n"
-        assert cache_path(repo, put).stat().st_mode & 0o777 == 0o444  # read-only, as DVC keeps its cache
-    assert text == built_repo.read("dvc.lock").decode()  # byte for byte what `dvc repro` wrote
-    params = built_repo.read("params.yaml").decode()
-    assert set_params(params, {}) == params
-    assert set_params(params, {"train.C": 2.0}) == params.replace("C: 0.1", "C: 2.0")
-    assert experiment_ref("ab" + "c" * 38, "x") == f"refs/exps/ab/{'c' * 38}/x"
-
-
-# --- a sweep on this machine ------------------------------------------------------------------
 
 
 @dataclass
@@ -324,21 +289,20 @@ def test_ctrl_c_stops_the_trials_and_what_is_recorded_is_whole(built_repo, tmp_p
 def dask_cluster(tmp_path_factory, template, prefect_server):
     """A real `dask scheduler` on a free loopback port and two workers, each joined to it by
     `make dask-worker` in a copy of the kit, as separate processes; stopped afterwards. The
-    scheduler imports the kit's code too (it unpickles the tasks): started as dask-start does."""
+    scheduler imports the kit's code too (it unpickles the tasks): started as dask-start starts it."""
     from distributed import Client
 
     logs = tmp_path_factory.mktemp("dask")
     address = f"tcp://127.0.0.1:{free_port()}"
     env = dict(prefect_server, PREFECT_HOME=str(logs / "prefect-home"))
-    code = dict(env, PYTHONPATH=f"{template}{os.pathsep}{template / 'scripts'}")
 
     def spawn(name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
         with open(logs / f"{name}.log", "wb") as log:
             return subprocess.Popen(args, cwd=template, env=env, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
 
-    scheduler = spawn("scheduler", [PY, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port",
-                                    address.rsplit(":", 1)[1], "--dashboard-address", "127.0.0.1:0"], code)
+    scheduler = spawn("scheduler", [PY, "scripts/dask_cluster.py", "dask", "scheduler", "--host", "127.0.0.1",
+                                    "--port", address.rsplit(":", 1)[1], "--dashboard-address", "127.0.0.1:0"], env)
     workers: list[subprocess.Popen] = []
     try:
         with Client(address, timeout="60s", set_as_default=False) as client:  # the scheduler is up

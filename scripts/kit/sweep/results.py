@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sweep_spec import OBJECTIVES, Point
-from trials import TrialResult
+from kit.sweep.spec import OBJECTIVES, Point
+from kit.sweep.trials import TrialResult
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""How a kit run starts and ends: the options every flow takes; the Prefect connection and the
-pipeline lock held for the run, which carries the kit's tag; Ctrl-C and SIGTERM; the exit status."""
+"""How a kit run starts and ends: the options every flow takes; the Prefect connection for the
+run, which carries the kit's tag; the pipeline lock, which each flow takes first; Ctrl-C and
+SIGTERM; the exit status."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ import argparse
 import os
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from prefect import Flow, tags
+from prefect import Flow, get_run_logger, tags
+from prefect.runtime import flow_run
 
-from connection import prefect_connection, server_answers
+from kit.connection import prefect_connection, server_answers
+from kit.pipeline_lock import pipeline_lock
+from kit.project import RUN_TAG
 from mltoy import InputError
-from pipeline_lock import pipeline_lock
-from project import RUN_TAG
 
 
 def flow_parser(doc: str, fail_once_help: str | None = None) -> argparse.ArgumentParser:
@@ -43,8 +46,17 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_flow(what: str, repo: Path, pipeline_flow: Flow, /, *, server_needed_by: str | None = None,
-             **parameters: Any) -> int:
+@contextmanager
+def pipeline_turn(repo: Path) -> Iterator[None]:
+    """Hold `repo`'s pipeline lock for the rest of this flow run; the run's log says when it
+    waits for another run. Every kit flow takes it first, however it was started: by make, by
+    `make serve`, by a worker."""
+    what = f"flow run '{flow_run.name}' of '{flow_run.flow_name}'"
+    with pipeline_lock(repo, what, say=get_run_logger().info):
+        yield
+
+
+def run_flow(pipeline_flow: Flow, /, *, server_needed_by: str | None = None, **parameters: Any) -> int:
     """Run a flow as every entry point does, and return the process's exit status: 0 when the
     run completed, DVC's code when DVC failed, 128 + the signal's number when stopped, else 1.
     With `server_needed_by` (what needs it), a run with no server to go to is an error rather
@@ -57,7 +69,7 @@ def run_flow(what: str, repo: Path, pipeline_flow: Flow, /, *, server_needed_by:
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
     try:
-        with prefect_connection(server_needed_by) as api_url, pipeline_lock(repo, what), tags(RUN_TAG):
+        with prefect_connection(server_needed_by) as api_url, tags(RUN_TAG):
             try:
                 state = pipeline_flow(**parameters, return_state=True)
             except Exception as exc:

@@ -17,7 +17,7 @@ from prefect.events.actions import CallWebhook, ChangeFlowRunState
 from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.settings import get_current_settings
 
-from project import RUN_TAG
+from kit.project import RUN_TAG
 
 WEBHOOK_BLOCK = "kit-notify"  # the Webhook block that holds NOTIFY_URL, on the server
 NOTIFY = "kit-notify-failed"

@@ -7,17 +7,18 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
-from project import PIPELINE_LOCK
+from kit.project import PIPELINE_LOCK
 
 
 @contextmanager
-def pipeline_lock(repo: Path, what: str) -> Iterator[None]:
-    """Hold `repo`'s pipeline lock; if another run holds it, say who and wait, then go on.
+def pipeline_lock(repo: Path, what: str, say: Callable[[str], object] = print) -> Iterator[None]:
+    """Hold `repo`'s pipeline lock; if another run holds it, `say` who and wait, then go on.
 
     An OS file lock: the kernel releases it when its holder exits, even after `kill -9`, so a
-    crashed run never blocks the next one. Every flow and `make data` take it.
+    crashed run never blocks the next one. Every flow (however it was started: make, make serve,
+    a worker) and `make data` take it.
     """
     path = repo / PIPELINE_LOCK
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,7 +28,7 @@ def pipeline_lock(repo: Path, what: str) -> Iterator[None]:
         except BlockingIOError:
             lock.seek(0)
             holder = lock.read().strip() or "another process"
-            print(f"Waiting for the pipeline: held by {holder}. Ctrl-C stops waiting.", flush=True)
+            say(f"Waiting for the pipeline: held by {holder}. Ctrl-C stops waiting.")
             fcntl.flock(lock, fcntl.LOCK_EX)
         lock.truncate(0)
         lock.write(f"{what} (pid {os.getpid()}, since {time.strftime('%H:%M:%S')})\n")

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from prefect.client.schemas.schedules import CronSchedule
 
-from project import PREFECT_YAML, ROOT
+from kit.project import PREFECT_YAML, ROOT
 
 
 def _deployments(root: Path) -> list[dict]:

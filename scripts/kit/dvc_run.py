@@ -10,8 +10,8 @@ from pathlib import Path
 
 from prefect import get_run_logger
 
-from dvc_yaml import is_kit_pipeline
-from processes import terminate_tree
+from kit.dvc_yaml import is_kit_pipeline
+from kit.processes import terminate_tree
 
 TAIL_LINES = 15
 
@@ -22,8 +22,6 @@ class DvcFailed(RuntimeError):
     def __init__(self, command: str, returncode: int, tail: list[str]):
         super().__init__(f"dvc {command} exited with code {returncode}; its last lines:\n" + "\n".join(tail))
         self.returncode = returncode
-        # Another DVC command holds the repository: worth a retry, unlike a stage that failed.
-        self.transient = any("Unable to acquire lock" in line or "is busy" in line for line in tail)
 
 
 def stage_env(repo: Path) -> dict[str, str]:
@@ -41,11 +39,12 @@ def stage_env(repo: Path) -> dict[str, str]:
 
 def run_dvc(repo: Path, *args: str) -> list[str]:
     """Run `dvc ARGS` in `repo` with the kit's DVC, log each line it prints as it prints it, and
-    return the lines; raise DvcFailed when it exits non-zero."""
+    return the lines; raise DvcFailed when it exits non-zero. While another DVC command holds the
+    repository, it waits (--wait-for-lock) rather than fail after 3 s."""
     logger = get_run_logger()
     lines: list[str] = []
     with subprocess.Popen(
-        [sys.executable, "-m", "dvc", *args],
+        [sys.executable, "-m", "dvc", "--wait-for-lock", *args],
         cwd=repo,
         env=stage_env(repo),
         stdout=subprocess.PIPE,

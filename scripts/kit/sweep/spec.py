@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from dotted import assign, flatten
+from kit.dotted import assign, flatten
 from mltoy import InputError
 from mltoy.files import read_yaml
 from mltoy.params import Params, ParamsError, load_params, parse_params

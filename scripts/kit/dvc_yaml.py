@@ -1,8 +1,9 @@
-"""The kit's pipeline as dvc.yaml declares it: each stage's paths, deps, outs and params.
+"""The pipeline as dvc.yaml declares it: each stage's command, deps, outs and params, the Python
+function that runs it (from mltoy's stage table), and the metrics file the runs report.
 
-Option B runs the stages from here, and the flows check their inputs and find their metrics
-here, so a path changed in dvc.yaml changes everywhere: there is no second copy to drift. Each
-stage's cmd is parsed by the stage CLI's own parser, whose options land in the stage functions'
+Option B and the sweep run the stages from here, and the flows check their inputs and find their
+metrics here, so a path changed in dvc.yaml changes everywhere: there is no second copy to drift.
+A stage's cmd is parsed by the stage CLI's own parser, whose options land in the stage function's
 argument names.
 """
 
@@ -10,23 +11,32 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
+from graphlib import TopologicalSorter
 from pathlib import Path
 from typing import Iterable
 
 import yaml
 
 from mltoy import cli
+from mltoy.stages import STAGES, StageFunction
+
+CLI = ["python", "-m", "mltoy.cli"]  # how dvc.yaml runs a stage of the table
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage of the kit's dvc.yaml."""
+    """One stage of dvc.yaml that runs a function of mltoy's stage table."""
 
     name: str
-    paths: dict[str, Path]  # the stage function's path arguments, absolute
+    function: StageFunction
+    paths: dict[str, Path]  # the function's path arguments, absolute
     deps: tuple[str, ...]  # relative to the repository, as in dvc.yaml
     outs: tuple[str, ...]
     params: tuple[str, ...]  # dotted keys, e.g. "train.C"
+
+    def run(self, params) -> object:
+        """Call the stage's function on its paths (what its cmd would do, in this process)."""
+        return self.function(self.paths, params)
 
 
 def is_kit_pipeline(repo: Path) -> bool:
@@ -35,24 +45,33 @@ def is_kit_pipeline(repo: Path) -> bool:
 
 
 def read_stages(repo: Path) -> dict[str, Stage]:
-    """The stages of `repo`'s dvc.yaml, which must run mltoy.cli."""
+    """The stages of `repo`'s dvc.yaml, in its order; each must run `python -m mltoy.cli`."""
     stages = {}
     for name, spec in _read(repo)["stages"].items():
         argv = shlex.split(spec["cmd"])
-        if argv[:3] != ["python", "-m", "mltoy.cli"]:
-            raise ValueError(f"dvc.yaml: stage {name!r} does not run mltoy.cli: {spec['cmd']}")
+        if argv[:3] != CLI or len(argv) < 4 or argv[3] not in STAGES:
+            raise ValueError(f"dvc.yaml: stage {name!r} does not run a stage of mltoy's table: {spec['cmd']}")
         paths = cli.stage_paths(cli.build_parser().parse_args(argv[3:]))
         for path in [*paths.values(), *spec.get("deps", [])]:
             if not (repo / path).resolve().is_relative_to(repo.resolve()):
                 raise ValueError(f"dvc.yaml: stage {name!r}: {path} is outside the repository")
         stages[name] = Stage(
             name=name,
+            function=STAGES[argv[3]],
             paths={k: repo / v for k, v in paths.items()},
             deps=tuple(spec.get("deps", [])),
             outs=tuple(_out_paths(spec, "outs", "metrics", "plots")),
             params=tuple(spec.get("params", [])),
         )
     return stages
+
+
+def upstream(stages: Iterable[Stage]) -> dict[str, list[str]]:
+    """Each stage's upstream (the stages that write a file it reads), each stage after its own."""
+    stages = list(stages)
+    writer = {out: stage.name for stage in stages for out in stage.outs}
+    graph = {s.name: list(dict.fromkeys(writer[d] for d in s.deps if d in writer)) for s in stages}
+    return {name: graph[name] for name in TopologicalSorter(graph).static_order()}
 
 
 def pipeline_inputs(stages: Iterable[Stage]) -> list[str]:
@@ -63,8 +82,8 @@ def pipeline_inputs(stages: Iterable[Stage]) -> list[str]:
 
 
 def metrics_file(repo: Path) -> Path | None:
-    """The first metrics file that `repo`'s dvc.yaml declares, in any stage (any DVC repository),
-    or None: what the "metrics summary" task shows."""
+    """The metrics file the runs report: the first that `repo`'s dvc.yaml declares, in any stage
+    (any DVC repository), or None."""
     try:
         stages = _read(repo).get("stages", {})
     except FileNotFoundError:

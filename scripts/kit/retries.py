@@ -1,7 +1,9 @@
-"""What the kit's tasks retry: the demo's intentional first failure, and what is transient.
+"""What the kit's tasks retry: the demo's intentional first failure, and nothing else.
 
 A stage that fails on its own (bad code, bad data) fails the same way again: retrying it only
-doubles the wait for the same error. So tasks retry only failures that say they are transient.
+doubles the wait for the same error. A repository that another DVC command holds is not a
+failure here: the kit's DVC commands wait for its lock (`dvc --wait-for-lock`). So the retries a
+run shows are the demo's; the deployed flow's network steps retry on their own terms.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ def fail_first_attempt(fail_once: bool) -> None:
         raise IntentionalFailure("Intentional one-time failure to demonstrate retries.")
 
 
-def retry_if_transient(task, run, state) -> bool:
-    """A task's retry_condition_fn: retry the demo's failure, and errors marked `transient`
-    (DVC finding its repository locked by another DVC command)."""
-    exc = state.result(raise_on_failure=False)
-    return isinstance(exc, IntentionalFailure) or getattr(exc, "transient", False)
+def retry_demo_failure(task, run, state) -> bool:
+    """A task's retry_condition_fn: retry the demo's failure only."""
+    return isinstance(state.result(raise_on_failure=False), IntentionalFailure)

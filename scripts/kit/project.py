@@ -1,9 +1,11 @@
 """The project's root and standard files, and `enter()`, the one process-wide set-up step that
-every entry script takes first.
+every script in scripts/ takes first.
 
 Prefect reads its settings from prefect.toml in the current folder, once, when it is imported.
-So each entry script calls `enter()` before it imports Prefect: the process moves to the project
-root and `mltoy` becomes importable. Paths a user typed on the command line are resolved against
+So each script calls `enter()` before it imports Prefect: the process moves to the project root
+and `mltoy` becomes importable (`kit` already is: Python puts a script's own folder, scripts/,
+on the import path). This is the one place the import path is set; processes started from a
+script (Dask's workers) inherit it. Paths a user typed on the command line are resolved against
 the folder they typed them in (`user_path`), so the scripts work from any folder.
 """
 
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # scripts/kit/project.py
 
 # Relative to a repository's root, as DVC and git name them.
 PARAMS = Path("params.yaml")
@@ -25,7 +27,7 @@ PIPELINE_LOCK = Path(".dvc/tmp/kit-pipeline.lock")
 PREFECT_YAML = Path("prefect.yaml")  # the deployments, as code
 
 # The Prefect tag every kit run carries (local, served and deployed): the server's automations
-# (scripts/automations.py) act on the runs that have it, and on no others.
+# (kit/automations.py) act on the runs that have it, and on no others.
 RUN_TAG = "kit"
 
 _caller_cwd = Path.cwd()  # read here, before enter() moves the process

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mltoy
-from dvc_yaml import Stage
+from kit.dvc_yaml import Stage
 from mltoy import InputError
 from mltoy.params import Params
 
@@ -70,16 +70,7 @@ def run_trial(params: Params, pipeline: Pipeline) -> TrialResult:
 
 def run_stage(stage: Stage, folder: Path, params: Params) -> dict[str, float] | None:
     """One stage's function on its paths inside `folder`; evaluate returns the metrics."""
-    from mltoy import pipeline  # pandas and scikit-learn: only where trials run
-
-    paths = {name: folder / path for name, path in stage.paths.items()}
-    if stage.name == "prepare":
-        return pipeline.stage_prepare(**paths, params=params)
-    if stage.name == "train":
-        return pipeline.stage_train(**paths, params=params)
-    if stage.name == "evaluate":
-        return pipeline.stage_evaluate(**paths)
-    raise ValueError(f"dvc.yaml: stage {stage.name!r} is not one that a trial knows how to run")
+    return stage.function({name: folder / path for name, path in stage.paths.items()}, params)
 
 
 def is_code(path: str) -> bool:

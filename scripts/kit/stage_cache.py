@@ -15,10 +15,10 @@ from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 from prefect.results import get_result_store
 
-from dvc_yaml import Stage
+from kit.dvc_yaml import Stage
+from kit.project import ROOT
 from mltoy.files import md5_file
 from mltoy.params import Params
-from project import ROOT
 
 Outputs = dict[str, str | None]  # each output's md5, None where it is missing
 

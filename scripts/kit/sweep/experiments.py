@@ -20,11 +20,11 @@ from typing import Any, Iterable
 
 import pygit2
 import yaml
-from dvc.repo import Repo
 
-from dotted import assign, flatten
+from kit import dvc_internals as dvc
+from kit.dotted import assign
+from kit.project import PARAMS
 from mltoy import InputError
-from project import PARAMS
 
 # Who a commit is by when git has no identity configured (a fresh CI machine).
 FALLBACK_SIGNATURE = ("kit sweep", "sweep@localhost")
@@ -44,14 +44,14 @@ class Experiments:
         if self.git.head_is_unborn:
             raise ExperimentsError(f"{self.root}: no commit yet; experiments are recorded on one")
         self.baseline = self.git.head.peel(pygit2.Commit)
-        self.dvc = Repo(str(self.root))
-        self.stages = pipeline_stages(self.dvc)
+        self.dvc = dvc.open_repo(self.root)
+        self.stages = dvc.pipeline_stages(self.dvc)
         self.params_text = (self.root / PARAMS).read_text(encoding="utf-8")
 
     def uncommitted(self, paths: Iterable[str]) -> list[str]:
         """Those of `paths` (dvc.yaml, code, DVC-tracked data) that differ from HEAD. Experiments
         hold HEAD's files beside the trial's, so the trials must run on those very files."""
-        records = data_records(self.dvc)
+        records = dvc.data_records(self.dvc)
         changed = []
         for path in paths:
             if path in records:  # data that DVC tracks: its .dvc file, and the data against it
@@ -64,10 +64,10 @@ class Experiments:
 
     def cached(self, md5s: Iterable[str]) -> bool:
         """Whether DVC's cache holds every one of these objects."""
-        return all(cache_path(self.dvc, md5).is_file() for md5 in md5s)
+        return all(dvc.cache_path(self.dvc, md5).is_file() for md5 in md5s)
 
     def read_cached(self, md5: str) -> bytes:
-        return cache_path(self.dvc, md5).read_bytes()
+        return dvc.cache_path(self.dvc, md5).read_bytes()
 
     def record(self, name: str, values: dict[str, Any], outputs: dict[str, bytes],
                inputs: dict[str, bytes]) -> str:
@@ -76,25 +76,25 @@ class Experiments:
         stage writes, by path. Every output goes to DVC's cache (also those git keeps, so that a
         later sweep can record the trial again from there). Returns what happened: "recorded",
         "unchanged" (this very experiment was there) or "replaced"."""
-        md5s = {path: cache_put(self.dvc, data) for path, data in outputs.items()}
+        md5s = {path: dvc.cache_put(self.dvc, data) for path, data in outputs.items()}
         md5s |= {path: hashlib.md5(data).hexdigest() for path, data in inputs.items()}
         sizes = {path: len(data) for path, data in (outputs | inputs).items()}
         params_text = set_params(self.params_text, values)
         blobs = {
             str(PARAMS): params_text.encode(),
-            "dvc.lock": lock_text(self.stages, yaml.safe_load(params_text), md5s, sizes).encode(),
-            **{path: outputs[path] for path in git_outputs(self.stages)},
+            "dvc.lock": dvc.lock_text(self.stages, yaml.safe_load(params_text), md5s, sizes).encode(),
+            **{path: outputs[path] for path in dvc.git_outputs(self.stages)},
         }
         index = pygit2.Index()  # in memory: the repository's own index is not touched
         index.read_tree(self.baseline.tree)
         for path, data in blobs.items():
             index.add(pygit2.IndexEntry(path, self.git.create_blob(data), pygit2.GIT_FILEMODE_BLOB))
         tree = index.write_tree(self.git)
-        ref = experiment_ref(str(self.baseline.id), name)
+        ref = dvc.experiment_ref(str(self.baseline.id), name)
         existing = self.git.references.get(ref)
         if existing is not None and existing.peel(pygit2.Commit).tree_id == tree:
             return "unchanged"
-        with repository_lock(self.dvc):  # as DVC's own commands take it to write refs
+        with dvc.repository_lock(self.dvc):  # as DVC's own commands take it to write refs
             signature = self._signature()
             commit = self.git.create_commit(None, signature, signature, f"dvc: sweep trial {name}",
                                             tree, [self.baseline.id])
@@ -111,97 +111,7 @@ class Experiments:
 def set_params(text: str, values: dict[str, Any]) -> str:
     """params.yaml's text with these dotted keys set, its order and comments kept, as
     `dvc exp run --set-param` edits it (DVC's round-trip YAML)."""
-    params = _parse_for_update(text)
+    params = dvc.parse_yaml_for_update(text, str(PARAMS))
     for key, value in values.items():
         assign(params, key, value)
-    return _dumps_yaml(params)
-
-
-# --- DVC internals, each behind one function ---------------------------------------------------
-# Checked against dvc 3.67.1 (dvc-data 3.18.3, dvc-objects 5.2.0); tests/test_sweep.py::
-# test_dvc_internals_the_recording_uses_are_where_it_expects fails, naming it, if one moves.
-
-
-def pipeline_stages(repo: Repo) -> list:
-    """The stages of the repository's dvc.yaml files, in dvc.yaml order."""
-    from dvc.stage import PipelineStage
-
-    return [stage for stage in repo.index.stages if isinstance(stage, PipelineStage)]
-
-
-def data_records(repo: Repo) -> dict[str, tuple[str, bool]]:
-    """The repository's .dvc files (data that DVC tracks), by their data's path: each one's own
-    path, and whether the data differs from it (as `dvc status` decides, under DVC's lock)."""
-    from dvc.stage import PipelineStage
-
-    records = [stage for stage in repo.index.stages if not isinstance(stage, PipelineStage) and len(stage.outs) == 1]
-    with repository_lock(repo):
-        return {str(Path(record.path_in_repo).parent / record.outs[0].def_path): (record.path_in_repo, record.changed())
-                for record in records}
-
-
-def repository_lock(repo: Repo):
-    """DVC's repository lock (.dvc/tmp/lock), a context manager."""
-    return repo.lock
-
-
-def git_outputs(stages: list) -> list[str]:
-    """The outputs that git keeps (`cache: false` in dvc.yaml: the metrics and plots here)."""
-    return [out.def_path for stage in stages for out in stage.outs if not out.use_cache]
-
-
-def cache_path(repo: Repo, md5: str) -> Path:
-    """Where DVC's local cache keeps the object with this md5 (.dvc/cache/files/md5/ab/cdef...)."""
-    return Path(repo.cache.local.oid_to_path(md5))
-
-
-def cache_put(repo: Repo, data: bytes) -> str:
-    """Put `data` in DVC's local cache as `dvc commit` does (written whole or not at all, then
-    read-only); return its md5."""
-    md5 = hashlib.md5(data).hexdigest()
-    odb = repo.cache.local
-    if not odb.exists(md5):
-        odb.add_bytes(md5, data)
-        odb.protect(odb.oid_to_path(md5))
-    return md5
-
-
-def lock_text(stages: list, params: dict, md5s: dict[str, str], sizes: dict[str, int]) -> str:
-    """dvc.lock for these stages, as DVC writes it after running them with `params` (the whole
-    params.yaml) and getting files with these md5s and sizes. Writes nothing: it only sets the
-    hashes on DVC's stage objects and serializes them."""
-    from dvc.dependency.param import ParamsDependency
-    from dvc.stage.serialize import to_single_stage_lockfile
-    from dvc_data.hashfile.hash_info import HashInfo
-    from dvc_data.hashfile.meta import Meta
-
-    flat = flatten(params)
-    entries = {}
-    for stage in stages:
-        for item in [*stage.deps, *stage.outs]:
-            if isinstance(item, ParamsDependency):
-                item.fill_values(flat)
-            else:
-                item.hash_info = HashInfo("md5", md5s[item.def_path])
-                item.meta = Meta(size=sizes[item.def_path])
-        entries[stage.name] = to_single_stage_lockfile(stage)
-    return _dumps_yaml({"schema": "2.0", "stages": entries})
-
-
-def experiment_ref(baseline: str, name: str) -> str:
-    """The git ref of experiment `name` on the baseline commit: refs/exps/<sha[:2]>/<sha[2:]>/<name>."""
-    from dvc.repo.experiments.refs import ExpRefInfo
-
-    return str(ExpRefInfo(baseline, name))
-
-
-def _parse_for_update(text: str) -> Any:
-    from dvc.utils.serialize import parse_yaml_for_update
-
-    return parse_yaml_for_update(text, str(PARAMS))
-
-
-def _dumps_yaml(data: Any) -> str:
-    from dvc.utils.serialize import dumps_yaml
-
-    return dumps_yaml(data)
+    return dvc.dumps_yaml(params)

@@ -9,12 +9,12 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.artifacts import Artifact, create_table_artifact
 
-import metrics
-from dvc_run import run_dvc
-from dvc_yaml import read_stages
+from kit import metrics
+from kit.dvc_run import run_dvc
+from kit.dvc_yaml import read_stages
+from kit.project import PARAMS
+from kit.retries import fail_first_attempt, retry_demo_failure
 from mltoy.params import Params, load_params
-from project import PARAMS
-from retries import fail_first_attempt, retry_if_transient
 
 
 @task(name="check inputs")
@@ -28,7 +28,7 @@ def check_inputs(repo: Path) -> Params:
     return params
 
 
-@task(name="dvc repro", retries=1, retry_delay_seconds=2, retry_condition_fn=retry_if_transient)
+@task(name="dvc repro", retries=1, retry_delay_seconds=2, retry_condition_fn=retry_demo_failure)
 def dvc_repro(repo: Path, fail_once: bool = False) -> None:
     """Run `dvc repro` in `repo`, each line DVC prints streamed into this task's log."""
     fail_first_attempt(fail_once)

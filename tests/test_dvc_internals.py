@@ -1,0 +1,149 @@
+"""DVC's internals, each behind one function of scripts/kit/dvc_internals.py (checked with dvc
+3.67.1): one test per function, named after it, so when DVC moves one, the test that fails says
+which. Nothing else in the kit imports DVC."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from diamond import UPSTREAM, make_diamond
+from kit import dvc_internals as dvc
+
+KIT_FILES = ("mltoy/pipeline.py", "data/raw/iris.csv", "data/processed/train.csv", "data/processed/test.csv",
+             "models/model.joblib", "reports/metrics.json", "reports/predictions.csv")
+
+
+@pytest.fixture(scope="module")
+def diamond(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("internals") / "diamond"
+    make_diamond(path, sleep=0, site_cache=path.parent / "dvc-site")
+    return path
+
+
+def check_open_repo(built_repo, diamond, tmp_path):
+    with dvc.open_repo(diamond) as repo:
+        assert Path(repo.root_dir) == diamond
+
+
+def check_repository_lock(built_repo, diamond, tmp_path):
+    with dvc.open_repo(diamond) as repo, dvc.repository_lock(repo):
+        assert (diamond / ".dvc" / "tmp" / "lock").exists()
+
+
+def check_address(built_repo, diamond, tmp_path):
+    with dvc.open_repo(diamond) as repo:
+        assert {dvc.address(stage) for stage in repo.index.graph} == set(UPSTREAM)
+
+
+def check_stage_graph(built_repo, diamond, tmp_path):
+    with dvc.open_repo(diamond) as repo, dvc.repository_lock(repo):
+        upstream, changed, frozen = dvc.stage_graph(repo)
+    assert {a: set(u) for a, u in upstream.items()} == UPSTREAM
+    assert changed == {a: a != "data/seed.txt.dvc" for a in UPSTREAM}  # nothing has run yet
+    assert frozen == frozenset()
+
+
+def check_repro_outcome(built_repo, diamond, tmp_path):
+    diamond = shutil.copytree(diamond, tmp_path / "diamond", symlinks=True)
+
+    def repro(*args: str) -> list[str]:
+        proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "--single-item", *args], cwd=diamond,
+                              capture_output=True, text=True, check=True)
+        return (proc.stdout + proc.stderr).splitlines()
+
+    seed = diamond / "data" / "seed.txt"
+    assert dvc.repro_outcome(repro("data/seed.txt.dvc")) == "unchanged"
+    assert dvc.repro_outcome(repro("first")) == "ran"
+    assert dvc.repro_outcome(repro("first")) == "unchanged"
+    original = seed.read_text()
+    seed.write_text("another seed\n")
+    subprocess.run([sys.executable, "-m", "dvc", "add", "-q", "data/seed.txt"], cwd=diamond, check=True)
+    assert dvc.repro_outcome(repro("first")) == "ran"
+    seed.write_text(original)
+    subprocess.run([sys.executable, "-m", "dvc", "add", "-q", "data/seed.txt"], cwd=diamond, check=True)
+    assert dvc.repro_outcome(repro("first")) == "cached"  # the first run's outputs, from the run-cache
+
+
+def check_pipeline_stages(built_repo, diamond, tmp_path):
+    with dvc.open_repo(built_repo.path) as repo:
+        assert [stage.name for stage in dvc.pipeline_stages(repo)] == ["prepare", "train", "evaluate"]
+
+
+def check_data_records(built_repo, diamond, tmp_path):
+    with dvc.open_repo(built_repo.path) as repo:
+        assert dvc.data_records(repo) == {"data/raw/iris.csv": ("data/raw/iris.csv.dvc", False)}
+
+
+def check_git_outputs(built_repo, diamond, tmp_path):
+    with dvc.open_repo(built_repo.path) as repo:
+        assert dvc.git_outputs(dvc.pipeline_stages(repo)) == ["reports/metrics.json", "reports/predictions.csv"]
+
+
+def check_cache_path(built_repo, diamond, tmp_path):
+    data = built_repo.read("data/raw/iris.csv")
+    with dvc.open_repo(built_repo.path) as repo:
+        assert dvc.cache_path(repo, hashlib.md5(data).hexdigest()).read_bytes() == data
+
+
+def check_cache_put(built_repo, diamond, tmp_path):
+    with dvc.open_repo(built_repo.path) as repo:
+        put = dvc.cache_put(repo, b"a new object\n")
+        assert dvc.cache_path(repo, put).read_bytes() == b"a new object\n"
+        assert dvc.cache_path(repo, put).stat().st_mode & 0o777 == 0o444  # read-only, as DVC keeps its cache
+
+
+def check_lock_text(built_repo, diamond, tmp_path):
+    files = {path: built_repo.read(path) for path in KIT_FILES}
+    md5s = {path: hashlib.md5(data).hexdigest() for path, data in files.items()}
+    sizes = {path: len(data) for path, data in files.items()}
+    with dvc.open_repo(built_repo.path) as repo:
+        text = dvc.lock_text(dvc.pipeline_stages(repo), yaml.safe_load(built_repo.read("params.yaml")), md5s, sizes)
+    assert text == built_repo.read("dvc.lock").decode()  # byte for byte what `dvc repro` wrote
+
+
+def check_experiment_ref(built_repo, diamond, tmp_path):
+    assert dvc.experiment_ref("ab" + "c" * 38, "x") == f"refs/exps/ab/{'c' * 38}/x"
+
+
+def check_parse_yaml_for_update(built_repo, diamond, tmp_path):
+    params = built_repo.read("params.yaml").decode()
+    parsed = dvc.parse_yaml_for_update(params, "params.yaml")
+    parsed["train"]["C"] = 2.0
+    assert dvc.dumps_yaml(parsed) == params.replace("C: 0.1", "C: 2.0")  # order and comments kept
+
+
+def check_dumps_yaml(built_repo, diamond, tmp_path):
+    assert dvc.dumps_yaml({"b": 1, "a": [1, 2]}) == "b: 1\na:\n- 1\n- 2\n"
+
+
+CHECKS = {name.removeprefix("check_"): f for name, f in dict(globals()).items() if name.startswith("check_")}
+
+
+def test_every_internal_has_its_check():
+    public = {name for name, f in inspect.getmembers(dvc, inspect.isfunction)
+              if f.__module__ == dvc.__name__ and not name.startswith("_")}
+    assert public == set(CHECKS)
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_dvc_internal(name, built_repo, diamond, tmp_path):
+    CHECKS[name](built_repo, diamond, tmp_path)
+
+
+def test_nothing_else_in_the_kit_imports_dvc():
+    importers = []
+    for path in sorted((ROOT / "scripts").rglob("*.py")):
+        if path.name != "dvc_internals.py" and re.search(r"^\s*(from|import) (dvc|dvc_data|dvc_objects)\b",
+                                                         path.read_text(), flags=re.M):
+            importers.append(str(path.relative_to(ROOT)))
+    assert importers == []
