@@ -118,12 +118,13 @@ def push_experiment(repo: Path, name: str, outputs_pushed: bool) -> None:
                           "`dvc exp apply %s`, `dvc pull`", name, source, GIT_REMOTE, name, name)
 
 
+# async: Prefect then ends the run without waiting for its heartbeat thread (kit/runs.py)
 @flow(name="Deployed pipeline")
-def deployed_pipeline() -> None:
+async def deployed_pipeline() -> None:
     """Pull the data, run the pipeline as Option A does, then push the outputs and the run, as a
     DVC experiment. It runs on this checkout: on a worker, the run's fresh clone."""
     repo = project.ROOT
-    with runs.pipeline_turn(repo):
+    with runs.pipeline_run(repo):
         pull_data(repo)
         check_inputs(repo)
         dvc_repro(repo)

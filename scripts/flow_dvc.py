@@ -21,10 +21,11 @@ from kit.dvc_yaml import is_kit_pipeline, metrics_file  # noqa: E402
 from kit.tasks import check_inputs, dvc_repro, metrics_summary  # noqa: E402
 
 
+# async: Prefect then ends the run without waiting for its heartbeat thread (kit/runs.py)
 @flow(name="Prefect operates DVC pipeline")
-def dvc_pipeline(repo: Path = project.ROOT, fail_once: bool = False, show_metrics: bool = True) -> None:
+async def dvc_pipeline(repo: Path = project.ROOT, fail_once: bool = False, show_metrics: bool = True) -> None:
     """Operate the DVC pipeline via `dvc repro`."""
-    with runs.pipeline_turn(repo):
+    with runs.pipeline_run(repo):
         if is_kit_pipeline(repo):
             check_inputs(repo)
         dvc_repro(repo, fail_once=fail_once)

@@ -94,15 +94,16 @@ def raise_unless_completed(futures: dict[str, PrefectFuture]) -> None:
     failed = [a for a, f in futures.items() if f.state.is_failed()]
     not_run = [a for a, f in futures.items() if not f.state.is_final()]  # Prefect's NotReady
     if failed or not_run:
-        returncode = next((getattr(futures[a].state.result(raise_on_failure=False), "returncode", 1)
+        returncode = next((getattr(futures[a].result(raise_on_failure=False), "returncode", 1)
                            for a in failed), 1)
         raise StagesFailed(failed, not_run, returncode)
 
 
+# async: Prefect then ends the run without waiting for its heartbeat thread (kit/runs.py)
 @flow(name="Prefect runs DVC stages")
-def dvc_stages_pipeline(repo: Path = project.ROOT, fail_once: bool = False, show_metrics: bool = True) -> None:
+async def dvc_stages_pipeline(repo: Path = project.ROOT, fail_once: bool = False, show_metrics: bool = True) -> None:
     """Run DVC's stages as Prefect tasks, independent ones in parallel."""
-    with runs.pipeline_turn(repo):
+    with runs.pipeline_run(repo):
         # The check and the plan read, and write nothing: side by side, they cost the run one of them.
         checked = check_inputs.submit(repo) if is_kit_pipeline(repo) else None
         planned = plan_stages.submit(repo)

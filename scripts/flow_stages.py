@@ -37,18 +37,19 @@ def run_stage(stage: Stage, params: Params, fail_once: bool = False) -> Outputs:
     return outputs_state(stage)
 
 
+# async: Prefect then ends the run without waiting for its heartbeat thread (kit/runs.py)
 @flow(name="Prefect owned stage DAG")
-def stage_pipeline(params_path: Path = project.ROOT / project.PARAMS, fail_once: bool = False,
+async def stage_pipeline(params_path: Path = project.ROOT / project.PARAMS, fail_once: bool = False,
                    show_metrics: bool = True) -> None:
     repo = project.ROOT
-    with runs.pipeline_turn(repo):
+    with runs.pipeline_run(repo):
         stages = read_stages(repo)
         params = load_params(params_path)
         demo = "train" if "train" in stages else list(stages)[-1]  # --fail-once: the stage whose retry shows
         graph, done = upstream(stages.values()), {}
         for name, after in graph.items():  # each stage after the stages it reads from
-            done[name] = run_cached(run_stage.with_options(name=name), stages[name], params,
-                                    fail_once=fail_once and name == demo, wait_for=[done[u] for u in after])
+            done[name] = await run_cached(run_stage.with_options(name=name), stages[name], params,
+                                          fail_once=fail_once and name == demo, wait_for=[done[u] for u in after])
         last = [done[name] for name in graph if not any(name in after for after in graph.values())]
         metrics_summary(metrics_file(repo), show=show_metrics, wait_for=last)
 

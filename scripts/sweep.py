@@ -146,10 +146,11 @@ def publish_results(sweep: Sweep, rows: list[Row], show: bool = True) -> None:
         raise TrialsFailed(f"{len(failed)} of {len(rows)} trials failed: {', '.join(failed)}")
 
 
+# async: Prefect then ends the run without waiting for its heartbeat thread (kit/runs.py)
 @flow(name="Parameter sweep")
-def parameter_sweep(sweep_file: Path = project.ROOT / "sweep.yaml", show_results: bool = True) -> None:
+async def parameter_sweep(sweep_file: Path = project.ROOT / "sweep.yaml", show_results: bool = True) -> None:
     root = project.ROOT
-    with runs.pipeline_turn(root):
+    with runs.pipeline_run(root):
         sweep = read_sweep(sweep_file)
         experiments = open_experiments(root)
         plan = plan_trials(root, sweep, experiments)

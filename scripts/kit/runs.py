@@ -5,6 +5,8 @@ SIGTERM; the exit status."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import inspect
 import os
 import signal
 import sys
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from prefect import Flow, get_run_logger, tags
+from prefect.context import TagsContext
 from prefect.runtime import flow_run
 
 from kit.connection import prefect_connection, server_answers
@@ -47,12 +50,18 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 @contextmanager
-def pipeline_turn(repo: Path) -> Iterator[None]:
-    """Hold `repo`'s pipeline lock for the rest of this flow run; the run's log says when it
-    waits for another run. Every kit flow takes it first, however it was started: by make, by
-    `make serve`, by a worker."""
+def pipeline_run(repo: Path) -> Iterator[None]:
+    """What every kit flow's body runs in, however the run was started (make, `make serve`, a
+    worker):
+
+    - `repo`'s pipeline lock, for the rest of the run; the run's log says when it waits for
+      another run;
+    - task runs without the kit's tag. The tag marks the flow run, for the server's automations;
+      a tagged task run would first ask the server for the tag's concurrency slots, which costs
+      an API call per task and, on SQLite, a 2-s retry whenever it meets another write.
+    """
     what = f"flow run '{flow_run.name}' of '{flow_run.flow_name}'"
-    with pipeline_lock(repo, what, say=get_run_logger().info):
+    with pipeline_lock(repo, what, say=get_run_logger().info), TagsContext(current_tags=set()):
         yield
 
 
@@ -62,16 +71,25 @@ def run_flow(pipeline_flow: Flow, /, *, server_needed_by: str | None = None, **p
     With `server_needed_by` (what needs it), a run with no server to go to is an error rather
     than a run on a temporary one.
 
+    The kit's flows are `async def` though their tasks are not: Prefect's sync engine joins its
+    heartbeat thread at the end of every run, and that thread sleeps in 1-s steps (0.5 s a run on
+    average, measured 0.94 s for a short one); the async engine does not wait for it, and still
+    sends the heartbeats that the crash automation watches.
+
     SIGTERM and SIGHUP (the terminal closed) stop the run as Ctrl-C does: Prefect marks it
     Crashed, its tasks stop their child processes, and Prefect's exit handlers stop a temporary
     server it started. By default SIGTERM would kill the process at once and leave all of them.
     """
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
+    # Ctrl-C too: asyncio.run would otherwise only cancel the flow at its next `await`, and the
+    # kit's flow bodies wait on tasks without awaiting.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     try:
         with prefect_connection(server_needed_by) as api_url, tags(RUN_TAG):
             try:
                 state = pipeline_flow(**parameters, return_state=True)
+                if inspect.iscoroutine(state):
+                    state = asyncio.run(state)
             except Exception as exc:
                 _exit_if_server_gone(api_url, exc)
                 raise

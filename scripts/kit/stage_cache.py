@@ -69,7 +69,8 @@ class StageCache(CachePolicy):
 
 
 def recorded(task: Task, key: str) -> Any | None:
-    """What the task's run with this cache key recorded in Prefect's result store, if any."""
+    """What the task's run with this cache key recorded in Prefect's result store, if any (from
+    a sync task: in an async flow's body, Prefect's store answers with coroutines)."""
     store = get_result_store().update_for_task(task)
     return store.read(key).result if store.exists(key) else None
 
@@ -79,9 +80,11 @@ def record(task: Task, key: str, value: Any) -> None:
     get_result_store().update_for_task(task).write(value, key=key)
 
 
-def run_cached(stage_task: Task, stage: Stage, params: Params, **kwargs: Any) -> Outputs:
-    """Call a stage's task, with DVC's rule for outputs: a cached result counts only while the
-    outputs on disk are the ones it recorded. When they were deleted or edited, the task runs
-    again (refresh_cache), records afresh, and the next run finds it cached."""
-    intact = recorded(stage_task, stage_key(stage, params)) == outputs_state(stage)
-    return stage_task.with_options(refresh_cache=not intact)(stage, params, **kwargs)
+async def run_cached(stage_task: Task, stage: Stage, params: Params, **kwargs: Any) -> Outputs:
+    """Call a stage's task from an async flow, with DVC's rule for outputs: a cached result counts
+    only while the outputs on disk are the ones it recorded. When they were deleted or edited, the
+    task runs again (refresh_cache), records afresh, and the next run finds it cached."""
+    store = await get_result_store().aupdate_for_task(stage_task)
+    key = stage_key(stage, params)
+    done = (await store.aread(key)).result if await store.aexists(key) else None
+    return stage_task.with_options(refresh_cache=done != outputs_state(stage))(stage, params, **kwargs)
