@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +16,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from mltoy import InputError
+from mltoy.data import FEATURES, LABEL, DataError, read_dataset, read_raw
 from mltoy.files import write_atomic
 from mltoy.params import Params, PreprocessParams, SplitParams, TrainParams
 
@@ -37,15 +36,6 @@ if TYPE_CHECKING:
 # decision boundary).
 SIGNIFICANT_DIGITS = 6
 SOLVER_TOL = 1e-8
-
-FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-LABEL = "species"
-COLUMNS = [*FEATURES, LABEL]
-
-
-class DataError(InputError):
-    """An input file is missing or malformed; the message is one line naming the file."""
-
 
 # --- pure cores -------------------------------------------------------------------------------
 
@@ -101,14 +91,6 @@ def score(model: Pipeline, test: pd.DataFrame) -> tuple[dict[str, float], pd.Dat
 # --- stages: thin file I/O around the cores ---------------------------------------------------
 
 
-def read_raw(raw_csv: Path, p: SplitParams) -> pd.DataFrame:
-    """The raw dataset, checked for everything prepare needs: an iris-shaped CSV that `split`
-    can split with these params. The flows call it to check the data before DVC sees it."""
-    df = read_dataset(raw_csv, restore_hint="; run `make data` to restore it")
-    _check_splittable(df, raw_csv, p)
-    return df
-
-
 def stage_prepare(raw_csv: Path, train_csv: Path, test_csv: Path, params: Params) -> None:
     train, test = split(read_raw(raw_csv, params.split), params.split)
     write_csv(train, train_csv)
@@ -140,53 +122,6 @@ def stage_evaluate(
 def format_metrics(metrics: dict[str, float]) -> str:
     """Stable formatting: same metrics, same bytes."""
     return json.dumps(metrics, indent=2, sort_keys=True) + "\n"
-
-
-def read_dataset(path: Path, restore_hint: str = "") -> pd.DataFrame:
-    """Read an iris-shaped CSV and say clearly what is wrong with it, if anything."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found{restore_hint}")
-    try:
-        df = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: file is empty") from None
-    except pd.errors.ParserError as exc:
-        raise DataError(f"{path}: not a valid CSV: {str(exc).strip()}") from None
-    if list(df.columns) != COLUMNS:
-        missing = [c for c in COLUMNS if c not in df.columns]
-        unexpected = [c for c in df.columns if c not in COLUMNS]
-        problems = [f"missing columns {missing}"] if missing else []
-        problems += [f"unexpected columns {unexpected}"] if unexpected else []
-        raise DataError(f"{path}: expected columns {COLUMNS}: {'; '.join(problems) or 'wrong order'}")
-    if df.empty:
-        raise DataError(f"{path}: no data rows")
-    for col in FEATURES:
-        values = pd.to_numeric(df[col], errors="coerce")
-        bad = values.isna()
-        if bad.any():
-            row = int(bad.idxmax()) + 2  # +1 for the header line, +1 for 1-based lines
-            raise DataError(
-                f"{path}: line {row}, column {col!r}: expected a number, got {df[col][bad.idxmax()]!r}"
-            )
-        df[col] = values.astype(float)
-    if df[LABEL].isna().any():
-        row = int(df[LABEL].isna().idxmax()) + 2
-        raise DataError(f"{path}: line {row}, column {LABEL!r}: missing label")
-    df[LABEL] = df[LABEL].astype(str)
-    return df
-
-
-def _check_splittable(df: pd.DataFrame, path: Path, p: SplitParams) -> None:
-    counts = df[LABEL].value_counts()
-    if len(counts) < 2:
-        raise DataError(f"{path}: column {LABEL!r} has a single class ({counts.index[0]!r}); need 2+")
-    n_test = math.ceil(len(df) * p.test_size)  # as scikit-learn rounds the test size
-    if counts.min() < 2 or n_test < len(counts) or len(df) - n_test < len(counts):
-        raise DataError(
-            f"{path}: too few rows ({len(df)}, smallest class {counts.min()}) for a stratified "
-            f"split with split.test_size={p.test_size} and {len(counts)} classes"
-        )
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> None:

@@ -94,6 +94,30 @@ def test_the_check_before_dvc_rejects_everything_prepare_would(built_repo):
         raw.write_text(good_raw)
 
 
+def test_data_checked_once_is_not_read_again_until_it_changes(built_repo, monkeypatch):
+    """A no-op reads no data: the check remembers what it found with the file's stat, as DVC's
+    state database does; the split params are still checked against it on every run."""
+    from kit import data_checks
+    from kit.tasks import check_inputs
+    from mltoy.data import DataError
+
+    raw = built_repo.path / "data" / "raw" / "iris.csv"
+    check_inputs.fn(built_repo.path)
+
+    def read(path, *args):
+        raise AssertionError(f"{path} was read again")
+
+    monkeypatch.setattr(data_checks, "scan_raw", read)
+    check_inputs.fn(built_repo.path)  # nothing read
+    params = built_repo.path / "params.yaml"
+    params.write_text(params.read_text().replace("test_size: 0.3", "test_size: 0.99"))
+    with pytest.raises(DataError, match="too few rows \\(150, smallest class 50\\)"):
+        check_inputs.fn(built_repo.path)  # from what the check found, still without reading
+    os.utime(raw)  # the same bytes, a new mtime: checked again, as DVC would hash them again
+    with pytest.raises(AssertionError, match="was read again"):
+        check_inputs.fn(built_repo.path)
+
+
 @pytest.mark.parametrize(
     ("flow", "params_case", "data_case"),
     # Each option meets a different kind of each; the single-class and too-few-rows CSVs are the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -14,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mltoy import files, pipeline
+from mltoy import data, files, pipeline
 from mltoy.params import Params, ParamsError, load_params, parse_params
 
 PARAMS = {
@@ -31,7 +32,7 @@ def iris_like(n_per_class: int = 20) -> pd.DataFrame:
         for i in range(n_per_class):
             jitter = (i % 5) * 0.1
             rows.append([1.0 + 3 * k + jitter, 2.0 + jitter, 1.0 + 2 * k, 0.1 + k + jitter, name])
-    return pd.DataFrame(rows, columns=pipeline.COLUMNS)
+    return pd.DataFrame(rows, columns=data.COLUMNS)
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def test_split_is_stratified_and_sized(params):
     df = iris_like(20)
     train, test = pipeline.split(df, params.split)
     assert (len(train), len(test)) == (42, 18)
-    assert test[pipeline.LABEL].value_counts().to_dict() == {"setosa": 6, "versicolor": 6, "virginica": 6}
+    assert test[data.LABEL].value_counts().to_dict() == {"setosa": 6, "versicolor": 6, "virginica": 6}
     assert set(pd.concat([train, test]).itertuples(index=False)) == set(df.itertuples(index=False))
 
 
@@ -133,24 +134,36 @@ def test_missing_params_file(tmp_path):
 def test_bad_csv_gives_a_clear_error(tmp_path, params, content, message):
     raw = tmp_path / "iris.csv"
     raw.write_text(content)
-    with pytest.raises(pipeline.DataError) as err:
+    with pytest.raises(data.DataError) as err:
         pipeline.stage_prepare(raw, tmp_path / "train.csv", tmp_path / "test.csv", params)
     assert str(err.value).startswith(f"{raw}: ") and message in str(err.value)
     assert not (tmp_path / "train.csv").exists()
+    with pytest.raises(data.DataError) as chunked:  # the flows' check, a row at a time
+        data.scan_raw(raw, chunk_rows=1)
+    assert str(chunked.value) == str(err.value)
+
+
+def test_a_scan_a_chunk_at_a_time_finds_what_reading_it_whole_does(tmp_path):
+    raw = tmp_path / "iris.csv"
+    iris_like(20).to_csv(raw, index=False)
+    summary = data.scan_raw(raw, chunk_rows=7)
+    whole = data.read_dataset(raw)
+    assert summary.md5 == hashlib.md5(raw.read_bytes()).hexdigest()  # of the very bytes checked
+    assert summary.rows == len(whole) and summary.classes == whole[data.LABEL].value_counts().to_dict()
 
 
 def test_single_class_and_too_few_rows(tmp_path, params):
     raw = tmp_path / "iris.csv"
     iris_like(10).query("species == 'setosa'").to_csv(raw, index=False)
-    with pytest.raises(pipeline.DataError, match="single class"):
+    with pytest.raises(data.DataError, match="single class"):
         pipeline.stage_prepare(raw, tmp_path / "a.csv", tmp_path / "b.csv", params)
     iris_like(1).to_csv(raw, index=False)
-    with pytest.raises(pipeline.DataError, match="too few rows"):
+    with pytest.raises(data.DataError, match="too few rows"):
         pipeline.stage_prepare(raw, tmp_path / "a.csv", tmp_path / "b.csv", params)
 
 
 def test_missing_raw_file_says_how_to_restore_it(tmp_path, params):
-    with pytest.raises(pipeline.DataError, match=r"iris.csv: file not found; run `make data`"):
+    with pytest.raises(data.DataError, match=r"iris.csv: file not found; run `make data`"):
         pipeline.stage_prepare(tmp_path / "iris.csv", tmp_path / "a.csv", tmp_path / "b.csv", params)
 
 
@@ -209,7 +222,7 @@ def test_rounding_the_model_moves_no_prediction(params):
         pre = params.preprocess.model_copy(update={"standardize": standardize})
         model = pipeline.fit(train, pre, params.train)
         stored = pipeline.canonical(model)
-        assert list(stored.predict(test_rows[pipeline.FEATURES])) == list(model.predict(test_rows[pipeline.FEATURES]))
+        assert list(stored.predict(test_rows[data.FEATURES])) == list(model.predict(test_rows[data.FEATURES]))
 
 
 KERNEL_NEEDS = {"Prescott": "sse3", "Sandybridge": "avx", "Haswell": "avx2", "SkylakeX": "avx512f"}
@@ -238,7 +251,7 @@ def test_every_openblas_kernel_this_cpu_runs_stores_the_same_model(tmp_path):
     from sklearn.datasets import load_iris  # the real data: its unscaled fit is the ill-conditioned one
 
     iris = load_iris(as_frame=True)
-    frame = iris.data.set_axis(pipeline.FEATURES, axis=1).assign(species=iris.target_names[iris.target])
+    frame = iris.data.set_axis(data.FEATURES, axis=1).assign(species=iris.target_names[iris.target])
     frame.to_csv(tmp_path / "raw.csv", index=False)
     env = {**os.environ, "PYTHONPATH": str(Path(pipeline.__file__).parent.parent)}
     md5s = {}

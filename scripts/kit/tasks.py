@@ -9,22 +9,23 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.artifacts import Artifact, create_table_artifact
 
-from kit import metrics
+from kit import data_checks, metrics
 from kit.dvc_run import run_dvc
 from kit.dvc_yaml import read_stages
 from kit.project import PARAMS
 from kit.retries import fail_first_attempt, retry_demo_failure
+from mltoy.data import check_split
 from mltoy.params import Params, load_params
 
 
 @task(name="check inputs")
 def check_inputs(repo: Path) -> Params:
     """Validate params and the raw data as prepare will, before DVC runs: a one-line error naming
-    the file and the problem, and DVC never records or caches data that prepare would reject."""
-    from mltoy.pipeline import read_raw  # pandas: imported by the flows that check, not by all
-
+    the file and the problem, and DVC never records or caches data that prepare would reject.
+    Data already checked and unchanged since is not read again (kit/data_checks.py)."""
     params = load_params(repo / PARAMS)
-    read_raw(read_stages(repo)["prepare"].paths["raw_csv"], params.split)
+    raw = read_stages(repo)["prepare"].paths["raw_csv"]
+    check_split(data_checks.check(repo, raw).classes, raw, params.split)
     return params
 
 
