@@ -12,8 +12,10 @@ SHOW_METRICS ?= 1
 PARAMS ?= params.yaml
 ## stages (Option C) or trials (sweep, on threads) at once; empty: the number of CPUs
 JOBS ?=
-## the sweep that `make sweep` runs
-SWEEP ?= sweep.yaml
+## the sweep that `make sweep` runs; empty: the repository's sweep.yaml
+SWEEP ?=
+## another DVC repository to run (run-dvc, run-dvc-stages) or sweep; empty: this one
+REPO ?=
 ## a Dask scheduler, tcp://host:8786, to run the sweep's trials on; empty: threads here
 DASK_ADDRESS ?=
 ## worker processes that dask-start starts here, or that dask-worker adds
@@ -134,21 +136,21 @@ doctor: $(STAMP)
 metrics: $(STAMP)
 	@$(PY) scripts/metrics.py
 
-.PHONY: run-dvc  ## Option A: a Prefect flow runs `dvc repro` (FAIL_ONCE=1, SHOW_METRICS=0)
+.PHONY: run-dvc  ## Option A: a Prefect flow runs `dvc repro` (FAIL_ONCE=1, SHOW_METRICS=0, REPO=path)
 run-dvc: data
-	@$(PY) scripts/flow_dvc.py $(FLOW_FLAGS)
+	@$(PY) scripts/flow_dvc.py $(FLOW_FLAGS) $(if $(REPO),--repo $(REPO))
 
 .PHONY: run-stages  ## Option B: Prefect runs the stages itself, cached (PARAMS=, FAIL_ONCE=1, SHOW_METRICS=0)
 run-stages: data
 	@$(PY) scripts/flow_stages.py --params $(PARAMS) $(FLOW_FLAGS)
 
-.PHONY: run-dvc-stages  ## Option C: DVC's stages as Prefect tasks, independent ones at once (JOBS=N, FAIL_ONCE=1, SHOW_METRICS=0)
+.PHONY: run-dvc-stages  ## Option C: DVC's stages as Prefect tasks, independent ones at once (JOBS=N, FAIL_ONCE=1, SHOW_METRICS=0, REPO=path)
 run-dvc-stages: data
-	@$(PY) scripts/flow_dvc_stages.py $(FLOW_FLAGS) $(if $(JOBS),--jobs $(JOBS))
+	@$(PY) scripts/flow_dvc_stages.py $(FLOW_FLAGS) $(if $(REPO),--repo $(REPO)) $(if $(JOBS),--jobs $(JOBS))
 
-.PHONY: sweep  ## Run SWEEP=sweep.yaml, each trial a DVC experiment (JOBS=N; DASK_ADDRESS=tcp://host:8786 for a cluster)
+.PHONY: sweep  ## Run a sweep (SWEEP=sweep.yaml), each trial a DVC experiment (REPO=path, JOBS=N, DASK_ADDRESS=tcp://host:8786)
 sweep: data
-	@$(PY) scripts/sweep.py $(SWEEP) $(if $(JOBS),--jobs $(JOBS)) $(if $(DASK_ADDRESS),--dask-address $(DASK_ADDRESS)) \
+	@$(PY) scripts/sweep.py $(SWEEP) $(if $(REPO),--repo $(REPO)) $(if $(JOBS),--jobs $(JOBS)) $(if $(DASK_ADDRESS),--dask-address $(DASK_ADDRESS)) \
 		$(if $(filter 0,$(SHOW_METRICS)),--no-show-metrics)
 
 .PHONY: dask-start  ## Start a Dask scheduler and DASK_WORKERS=2 workers in the background, on DASK_HOST=127.0.0.1

@@ -10,21 +10,23 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import joblib
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
 from mltoy.data import FEATURES, LABEL, DataError, read_dataset, read_raw
 from mltoy.files import write_atomic
 from mltoy.params import Params, PreprocessParams, SplitParams, TrainParams
 
-if TYPE_CHECKING:
-    from sklearn.pipeline import Pipeline
-
-# scikit-learn is imported by the cores that use it, not here: its import takes seconds, and a
-# flow that only checks inputs, or finds every stage cached, needs none of it.
+# This module imports pandas and scikit-learn (a second or two): only what runs a stage imports it
+# (mltoy/stages.py names the functions by module and name). A sweep imports it once, in the
+# process its stage runs are forked from.
 
 # Same data and params, same model bytes on every CPU. A float's last digits depend on the order a
 # BLAS kernel adds in, which differs between CPUs, and an optimizer that stops early carries those
@@ -42,8 +44,6 @@ SOLVER_TOL = 1e-8
 
 def split(df: pd.DataFrame, p: SplitParams) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stratified train/test split, deterministic for a given random_state."""
-    from sklearn.model_selection import train_test_split
-
     train, test = train_test_split(
         df, test_size=p.test_size, random_state=p.random_state, stratify=df[LABEL]
     )
@@ -51,10 +51,6 @@ def split(df: pd.DataFrame, p: SplitParams) -> tuple[pd.DataFrame, pd.DataFrame]
 
 
 def fit(train: pd.DataFrame, pre: PreprocessParams, p: TrainParams) -> Pipeline:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
     steps = [("scale", StandardScaler())] if pre.standardize else []
     clf = LogisticRegression(C=p.C, max_iter=p.max_iter, solver="newton-cholesky", tol=SOLVER_TOL)
     steps.append(("clf", clf))
@@ -78,8 +74,6 @@ def canonical(model: Pipeline) -> Pipeline:
 
 def score(model: Pipeline, test: pd.DataFrame) -> tuple[dict[str, float], pd.DataFrame]:
     """Metrics and the per-row actual/predicted labels (for DVC's confusion-matrix plot)."""
-    from sklearn.metrics import accuracy_score, f1_score
-
     predicted = model.predict(test[FEATURES])
     metrics = {
         "accuracy": float(accuracy_score(test[LABEL], predicted)),

@@ -19,7 +19,7 @@ from conftest import ROOT
 from diamond import UPSTREAM, make_diamond
 from kit import dvc_internals as dvc
 
-KIT_FILES = ("mltoy/pipeline.py", "data/raw/iris.csv", "data/processed/train.csv", "data/processed/test.csv",
+KIT_FILES = ("mltoy/pipeline.py", "mltoy/data.py", "data/raw/iris.csv", "data/processed/train.csv", "data/processed/test.csv",
              "models/model.joblib", "reports/metrics.json", "reports/predictions.csv")
 
 
@@ -80,26 +80,48 @@ def check_pipeline_stages(built_repo, diamond, tmp_path):
 
 
 def check_data_records(built_repo, diamond, tmp_path):
-    with dvc.open_repo(built_repo.path) as repo:
-        assert dvc.data_records(repo) == {"data/raw/iris.csv": ("data/raw/iris.csv.dvc", False)}
-
-
-def check_git_outputs(built_repo, diamond, tmp_path):
-    with dvc.open_repo(built_repo.path) as repo:
-        assert dvc.git_outputs(dvc.pipeline_stages(repo)) == ["reports/metrics.json", "reports/predictions.csv"]
-
-
-def check_cache_path(built_repo, diamond, tmp_path):
     data = built_repo.read("data/raw/iris.csv")
     with dvc.open_repo(built_repo.path) as repo:
-        assert dvc.cache_path(repo, hashlib.md5(data).hexdigest()).read_bytes() == data
+        assert dvc.data_records(repo) == {
+            "data/raw/iris.csv": ("data/raw/iris.csv.dvc", hashlib.md5(data).hexdigest(), len(data), False)}
 
 
-def check_cache_put(built_repo, diamond, tmp_path):
+def check_stage_specs(built_repo, diamond, tmp_path):
     with dvc.open_repo(built_repo.path) as repo:
-        put = dvc.cache_put(repo, b"a new object\n")
-        assert dvc.cache_path(repo, put).read_bytes() == b"a new object\n"
-        assert dvc.cache_path(repo, put).stat().st_mode & 0o777 == 0o444  # read-only, as DVC keeps its cache
+        specs = {spec["name"]: spec for spec in dvc.stage_specs(repo)}
+    assert specs["train"] == {
+        "name": "train", "wdir": ".",
+        "cmd": ["python -m mltoy.cli train --train data/processed/train.csv --model models/model.joblib"],
+        "deps": ["mltoy/pipeline.py", "mltoy/data.py", "data/processed/train.csv"],
+        "params": ["preprocess.standardize", "train.C", "train.max_iter"], "outs": {"models/model.joblib": True}}
+    assert specs["evaluate"]["outs"] == {"reports/metrics.json": False, "reports/predictions.csv": False}
+    with dvc.open_repo(diamond) as repo:
+        assert dvc.stage_specs(repo)[-1]["name"] == "sub/dvc.yaml:report"
+        assert dvc.stage_specs(repo)[-1]["deps"] == ["last.txt"] and dvc.stage_specs(repo)[-1]["wdir"] == "sub"
+
+
+def check_cache_folder(built_repo, diamond, tmp_path):
+    data = built_repo.read("data/raw/iris.csv")
+    md5 = hashlib.md5(data).hexdigest()
+    with dvc.open_repo(built_repo.path) as repo:
+        assert (dvc.cache_folder(repo) / md5[:2] / md5[2:]).read_bytes() == data
+
+
+def check_default_remote(built_repo, diamond, tmp_path):
+    with dvc.open_repo(built_repo.path) as repo:
+        assert dvc.default_remote(repo) is None
+    subprocess.run([sys.executable, "-m", "dvc", "remote", "add", "-d", "--local", "store", "../remote"],
+                   cwd=built_repo.path, check=True, capture_output=True)
+    with dvc.open_repo(built_repo.path) as repo:  # the path as typed, from the folder it was typed in
+        assert dvc.default_remote(repo) == ("store", f"{built_repo.path.parent / 'remote'}/files/md5")
+
+
+def check_remote_filesystem(built_repo, diamond, tmp_path):
+    fs, path = dvc.remote_filesystem(str(tmp_path))
+    (tmp_path / "x").write_text("x")
+    assert path == str(tmp_path) and fs.exists(f"{path}/x")
+    fs.get_file(f"{path}/x", str(tmp_path / "y"))
+    assert (tmp_path / "y").read_text() == "x"
 
 
 def check_lock_text(built_repo, diamond, tmp_path):
@@ -130,8 +152,8 @@ CHECKS = {name.removeprefix("check_"): f for name, f in dict(globals()).items() 
 
 
 def test_every_internal_has_its_check():
-    public = {name for name, f in inspect.getmembers(dvc, inspect.isfunction)
-              if f.__module__ == dvc.__name__ and not name.startswith("_")}
+    public = {name for name, f in inspect.getmembers(dvc, callable)
+              if getattr(f, "__module__", None) == dvc.__name__ and not name.startswith("_") and not inspect.isclass(f)}
     assert public == set(CHECKS)
 
 

@@ -6,6 +6,7 @@ a cached rerun; a failing trial; Ctrl-C; and a real Dask cluster of two workers 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import MAKE, PY, ROOT, Repo, api, copy_repo, free_port, view_at
+from conftest import MAKE, PY, ROOT, Repo, api, copy_kit, copy_repo, free_port, view_at
 from kit.processes import stop_group
 from kit.sweep.spec import OBJECTIVES, SweepError, load_sweep
 
@@ -58,6 +59,13 @@ def results(output: str) -> list[dict]:
                    {"artifacts": {"key": {"any_": ["sweep-results"]}, "flow_run_id": {"any_": [run_id]}}})
     assert len(found) == 1, output
     return json.loads(found[0]["data"])
+
+
+def stage_runs(output: str) -> list[str]:
+    """The names of the run's stage runs (its task runs that ran a stage), as the server has them."""
+    port, run_id = view_at(output)
+    _, tasks = api(port, "POST", "/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}})
+    return sorted(t["name"] for t in tasks if t["name"].split(" ")[0] in ("prepare", "train", "evaluate"))
 
 
 def workspace(repo: Repo) -> dict[str, object]:
@@ -183,6 +191,14 @@ def test_every_trial_is_a_dvc_experiment_with_its_params_and_metrics(swept):
             f"to bring it to the workspace: dvc exp apply {best}") in swept.output
 
 
+def test_trials_share_each_stage_run_their_params_do_not_change(swept):
+    """A grid over train.* runs prepare once (its params and inputs are the same for all four),
+    then train and evaluate once per point, as DVC's run-cache would decide per stage."""
+    runs = stage_runs(swept.output)
+    assert runs == ["evaluate"] * 4 + ["prepare (test_size=0.3 random_state=42)"] + sorted(
+        f"train (standardize={s} C={c} max_iter=200)" for c in ("0.1", "1.0") for s in ("True", "False"))
+
+
 def test_applying_a_trial_makes_it_the_workspace_and_dvc_agrees(swept, tmp_path):
     repo = copy_swept(swept, tmp_path)
     best = results(swept.output)[0]
@@ -197,10 +213,11 @@ def test_applying_a_trial_makes_it_the_workspace_and_dvc_agrees(swept, tmp_path)
     assert f"Metrics: {json.dumps({name: best[name] for name in OBJECTIVES})}" in run
 
 
-def test_a_rerun_computes_only_what_is_not_recorded_intact_and_reports_every_trial(swept, tmp_path):
-    """Option B's rule, for whole trials: a trial computed before counts while the outputs it
-    recorded are intact. An experiment removed (`dvc exp remove`) is recorded again from DVC's
-    cache, not run; a trial whose model is gone from the cache runs again."""
+def test_a_rerun_runs_only_the_stage_runs_not_recorded_intact(swept, tmp_path):
+    """DVC's run-cache rule, per stage: a stage run recorded before counts while its outputs are in
+    DVC's cache. An experiment removed (`dvc exp remove`) is recorded again without running
+    anything; a trial whose model is gone from the cache runs train again, and only train: its
+    model comes out the same, so evaluate's recorded run still counts."""
     repo = copy_swept(swept, tmp_path)
     refs = exp_refs(repo)
     rows = results(swept.output)
@@ -212,7 +229,9 @@ def test_a_rerun_computes_only_what_is_not_recorded_intact_and_reports_every_tri
     (repo.path / ".dvc" / "cache" / "files" / "md5" / model[:2] / model[2:]).unlink()
 
     rerun = make(repo, "sweep", "SWEEP=four.yaml").stdout
-    assert "4 trials: 1 to run, 3 already computed" in rerun
+    lost_row = next(row for row in rows if row["trial"] == lost)
+    assert stage_runs(rerun) == [f"train (standardize={lost_row['preprocess.standardize']} C={lost_row['train.C']} "
+                                 "max_iter=200)"]
     states = {row["trial"]: row["state"] for row in results(rerun)}
     assert states.pop(lost) == "Completed" and set(states.values()) == {"Cached"}
     assert f"Experiment {removed}: recorded" in rerun
@@ -222,6 +241,35 @@ def test_a_rerun_computes_only_what_is_not_recorded_intact_and_reports_every_tri
     assert unchanged == {ref: commit for ref, commit in refs.items() if not ref.endswith(f"/{removed}")}
 
 
+# Runs a script with an audit hook that writes down every file of DVC's cache it opens.
+OPENS = """import runpy, sys
+log = open(sys.argv[1], "w")
+def hook(event, args):
+    if event == "open" and "/.dvc/cache/files/" in str(args[0]):
+        log.write(f"{args[0]}\\n"); log.flush()
+sys.addaudithook(hook)
+sys.argv = sys.argv[2:]
+sys.path.insert(0, "scripts")  # as `python scripts/sweep.py` puts its folder first
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_a_cached_rerun_reads_no_output(swept, tmp_path):
+    """Everything recorded: the sweep records each experiment from md5s and git's objects, and
+    opens no file of DVC's cache (an audit hook in its process says which files it opens)."""
+    repo = copy_swept(swept, tmp_path)
+    refs = exp_refs(repo)
+    opened = tmp_path / "opened.txt"
+    rerun = repo.py("-c", OPENS, str(opened), "scripts/sweep.py", "four.yaml").stdout
+    assert {row["state"] for row in results(rerun)} == {"Cached"} and stage_runs(rerun) == []
+    assert opened.read_text() == ""
+    assert exp_refs(repo) == refs  # each experiment unchanged
+    # The hook does see a read of the cache: the same wrapper around a script that reads one object.
+    reader = tmp_path / "read_one.py"
+    some = next(path for path in (repo.path / ".dvc" / "cache" / "files" / "md5").rglob("*") if path.is_file())
+    reader.write_text(f"open({str(some)!r}, 'rb').read()\n")
+    repo.py("-c", OPENS, str(opened), str(reader))
+    assert opened.read_text() == f"{some}\n"
 def refs_of(refs: dict[str, str], name: str) -> str:
     return next(commit for ref, commit in refs.items() if ref.endswith(f"/{name}"))
 
@@ -237,6 +285,60 @@ def test_a_failing_trial_is_listed_and_the_others_recorded(built_repo):
     assert rows["split-test_size=0.3"]["state"] == "Completed"
     assert set(experiments(built_repo)) == {"split-test_size=0.3"}
     assert "1 of 2 trials failed: split-test_size=0.99" in run.stdout
+
+
+FOREIGN_DVC_YAML = """\
+stages:
+  scale:
+    cmd: python scale.py
+    deps: [scale.py, numbers.txt]
+    params: [factor]
+    outs: [scaled.txt]
+  score:
+    cmd: python score.py
+    deps: [score.py, scaled.txt]
+    metrics: [{metrics.json: {cache: false}}]
+"""
+# The first stage imports a module only the user's venv has; neither reads YAML (no PyYAML there).
+SCALE = ("import only_in_user_venv\nfactor = float(open('params.yaml').read().split(':')[1])\n"
+         "open('scaled.txt', 'w').write(' '.join(str(factor * float(n)) for n in open('numbers.txt').read().split()))\n")
+SCORE = "import json\nvalues = [float(n) for n in open('scaled.txt').read().split()]\n" \
+        "json.dump({'total': sum(values)}, open('metrics.json', 'w'))\n"
+
+
+def test_a_foreign_pipeline_sweeps_by_its_cmds_in_the_users_environment(repo, tmp_path):
+    """Another team's DVC project: its stages run by their cmd, in a folder of the stage run's own,
+    with the user's PATH (a module only the user's venv has); each trial a DVC experiment of that
+    repository that `dvc exp show` lists and `dvc exp apply` restores, `dvc status` clean."""
+    from test_flow_dvc import user_venv
+
+    venv = user_venv(tmp_path)
+    env = {**repo.env, "PATH": f"{venv / 'bin'}{os.pathsep}{repo.env['PATH']}"}
+    other = tmp_path / "other"
+    other.mkdir()
+    for cmd in (["git", "init", "-q"], [PY, "-m", "dvc", "init", "-q"],
+                [PY, "-m", "dvc", "config", "--local", "core.site_cache_dir", str(tmp_path / "other-site")]):
+        repo.run(*cmd, cwd=other)
+    (other / "dvc.yaml").write_text(FOREIGN_DVC_YAML)
+    (other / "params.yaml").write_text("factor: 1.0\n")
+    (other / "scale.py").write_text(SCALE)
+    (other / "score.py").write_text(SCORE)
+    (other / "numbers.txt").write_text("1 2 3\n")
+    (other / "sweep.yaml").write_text("objective: total\ngrid:\n  factor: [2.0, 5.0]\n")
+    repo.run(PY, "-m", "dvc", "add", "-q", "numbers.txt", cwd=other)
+    repo.run("git", "add", "-A", cwd=other)
+    repo.run("git", "commit", "-qm", "another team's pipeline", cwd=other)
+
+    run = repo.run(*MAKE, "sweep", f"REPO={other}", env=env)
+    rows = {row["trial"]: row for row in results(run.stdout)}
+    assert {name: row["total"] for name, row in rows.items()} == {"sweep-factor=2.0": 12.0, "sweep-factor=5.0": 30.0}
+    shown = json.loads(repo.run(PY, "-m", "dvc", "exp", "show", "--json", cwd=other).stdout)
+    listed = {exp["name"]: exp["revs"][0]["data"]["metrics"]["metrics.json"]["data"]
+              for baseline in shown for exp in baseline.get("experiments") or []}
+    assert listed == {"sweep-factor=2.0": {"total": 12.0}, "sweep-factor=5.0": {"total": 30.0}}
+    repo.run(PY, "-m", "dvc", "exp", "apply", "sweep-factor=5.0", cwd=other)
+    assert (other / "scaled.txt").read_text() == "5.0 10.0 15.0"
+    assert "Data and pipelines are up to date." in repo.run(PY, "-m", "dvc", "status", cwd=other).stdout
 
 
 def test_nothing_runs_or_is_recorded_for_a_bad_sweep_or_uncommitted_code(built_repo):
@@ -276,7 +378,8 @@ def test_ctrl_c_stops_the_trials_and_what_is_recorded_is_whole(built_repo, tmp_p
     assert 1 <= len(recorded) < 40, "".join(lines)
     assert {ref.rsplit("/", 1)[1] for ref in exp_refs(built_repo)} == recorded
     assert set(experiments(built_repo)) == recorded  # each one whole: DVC reads its params and metrics
-    assert list(trial_tmp.iterdir()) == []  # every trial's folder removed
+    assert list(trial_tmp.iterdir()) == []
+    assert list((built_repo.path / ".dvc" / "tmp").glob("kit-trial-*")) == []  # every stage run's folder removed
     cache = built_repo.path / ".dvc" / "cache" / "files" / "md5"
     assert all(len(p.parent.name + p.name) == 32 for p in cache.rglob("*") if p.is_file())  # no temporary files
     assert workspace(built_repo) == before
@@ -286,19 +389,22 @@ def test_ctrl_c_stops_the_trials_and_what_is_recorded_is_whole(built_repo, tmp_p
 
 
 @pytest.fixture(scope="module")
-def dask_cluster(tmp_path_factory, template, prefect_server):
+def dask_cluster(tmp_path_factory, prefect_server):
     """A real `dask scheduler` on a free loopback port and two workers, each joined to it by
-    `make dask-worker` in a copy of the kit, as separate processes; stopped afterwards. The
-    scheduler imports the kit's code too (it unpickles the tasks): started as dask-start starts it."""
+    `make dask-worker`, as separate processes, in a checkout of the kit's code with no data and no
+    repository of its own; stopped afterwards. The scheduler imports the kit's code too (it
+    unpickles the tasks): started as dask-start starts it."""
     from distributed import Client
 
     logs = tmp_path_factory.mktemp("dask")
+    code = logs / "kit-code"
+    copy_kit(code)
     address = f"tcp://127.0.0.1:{free_port()}"
     env = dict(prefect_server, PREFECT_HOME=str(logs / "prefect-home"))
 
     def spawn(name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
         with open(logs / f"{name}.log", "wb") as log:
-            return subprocess.Popen(args, cwd=template, env=env, stdout=log, stderr=subprocess.STDOUT,
+            return subprocess.Popen(args, cwd=code, env=env, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
 
     scheduler = spawn("scheduler", [PY, "scripts/dask_cluster.py", "dask", "scheduler", "--host", "127.0.0.1",
@@ -316,29 +422,51 @@ def dask_cluster(tmp_path_factory, template, prefect_server):
             stop_group(proc.pid, timeout=30)
 
 
-def test_trials_run_on_both_workers_of_a_dask_cluster(dask_cluster, built_repo):
+def test_on_dask_the_files_go_by_md5_through_the_dvc_remote(dask_cluster, built_repo, tmp_path):
+    """With a default DVC remote (a folder, as a team's shared disk), the workers fetch what they
+    read from it and put what they write there; only md5s go through Dask. Each stage run is a
+    task run on the server, with its logs from the worker (Prefect #19925, #18082)."""
     address, workers = dask_cluster
+    remote = tmp_path / "dvc-remote"
+    dvc(built_repo, "remote", "add", "-d", "--local", "store", str(remote))
     (built_repo.path / "six.yaml").write_text(
         "objective: f1_macro\ngrid:\n  train.C: [0.05, 0.5, 5.0]\n  preprocess.standardize: [true, false]\n")
     run = make(built_repo, "sweep", "SWEEP=six.yaml", f"DASK_ADDRESS={address}")
+    assert f"Files go by md5 through the DVC remote 'store' ({remote}/files/md5)" in run.stdout
     rows = results(run.stdout)
     assert len(rows) == 6 and {row["state"] for row in rows} == {"Completed"}
-    assert {row["worker"] for row in rows} == workers  # both workers ran trials
-    assert len(experiments(built_repo)) == 6
+    assert {row["worker"] for row in rows} <= workers and len(experiments(built_repo)) == 6
+    assert len(stage_runs(run.stdout)) == 1 + 6 + 6  # prepare once
+    for ref in exp_refs(built_repo).values():  # every output of every trial is on the remote
+        lock = yaml.safe_load(built_repo.run("git", "show", f"{ref}:dvc.lock").stdout)
+        for out in (out for stage in lock["stages"].values() for out in stage["outs"]):
+            assert (remote / "files" / "md5" / out["md5"][:2] / out["md5"][2:]).is_file(), out
     assert built_repo.tracked_changes() == ""
-    # Each trial is a task run on the server, with its logs from the worker (Prefect #19925, #18082).
     port, run_id = view_at(run.stdout)
     _, tasks = api(port, "POST", "/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}})
-    trials = {t["name"]: t for t in tasks if t["name"].startswith("six-")}
-    assert set(trials) == {row["trial"] for row in rows}
-    assert {t["state_type"] for t in trials.values()} == {"COMPLETED"}
+    staged = {t["id"] for t in tasks if t["name"].split(" ")[0] in ("prepare", "train", "evaluate")}
+    assert {t["state_type"] for t in tasks if t["id"] in staged} == {"COMPLETED"}
     deadline = time.monotonic() + 15  # a worker sends its logs in batches, every 2 s or so
     while True:
-        _, logs = api(port, "POST", "/logs/filter", {"logs": {"task_run_id": {"any_": [t["id"] for t in trials.values()]}}})
-        if {log["task_run_id"] for log in logs} == {t["id"] for t in trials.values()} or time.monotonic() > deadline:
+        _, logs = api(port, "POST", "/logs/filter", {"logs": {"task_run_id": {"any_": sorted(staged)}}})
+        if {log["task_run_id"] for log in logs} == staged or time.monotonic() > deadline:
             break
         time.sleep(1)
-    assert {log["task_run_id"] for log in logs} == {t["id"] for t in trials.values()}
+    assert {log["task_run_id"] for log in logs} == staged
+
+    # Each trial's outputs came back from the remote to this repository's cache, as `dvc pull`
+    # would bring them: the best trial applies here.
+    dvc(built_repo, "exp", "apply", rows[0]["trial"])
+    assert "Data and pipelines are up to date." in dvc(built_repo, "status")
+
+
+def test_on_dask_without_a_remote_the_files_go_through_dask_and_the_sweep_says_so(dask_cluster, built_repo):
+    address, _ = dask_cluster
+    (built_repo.path / "two.yaml").write_text("objective: accuracy\ngrid:\n  train.C: [0.2, 2.0]\n")
+    run = make(built_repo, "sweep", "SWEEP=two.yaml", f"DASK_ADDRESS={address}")
+    assert "No default DVC remote: each stage run's files go through Dask with it (3.9 kB of data" in run.stdout
+    assert {row["state"] for row in results(run.stdout)} == {"Completed"} and len(experiments(built_repo)) == 2
+    assert "Data and pipelines are up to date." in dvc(built_repo, "status")
 
 
 def test_a_dask_sweep_needs_a_server_and_a_cluster_that_can_run_trials(dask_cluster, built_repo, tmp_path):

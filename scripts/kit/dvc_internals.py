@@ -7,7 +7,7 @@ calls every function here and fails naming the one that moved when DVC changes.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 from pathlib import Path
 from typing import Any, ContextManager
 
@@ -73,42 +73,80 @@ def pipeline_stages(repo: Repo) -> list:
     return [stage for stage in repo.index.stages if isinstance(stage, PipelineStage)]
 
 
-def data_records(repo: Repo) -> dict[str, tuple[str, bool]]:
-    """The repository's .dvc files (data that DVC tracks), by their data's path: each one's own
-    path, and whether the data differs from it (as `dvc status` decides, under DVC's lock)."""
+def data_records(repo: Repo) -> dict[str, tuple[str, str, int, bool]]:
+    """The repository's .dvc files (data that DVC tracks), by their data's path from the root:
+    each one's own path, the md5 and size it records, and whether the data differs from it (as
+    `dvc status` decides, under DVC's lock). Files only: a tracked directory is left out."""
     from dvc.stage import PipelineStage
 
-    records = [stage for stage in repo.index.stages if not isinstance(stage, PipelineStage) and len(stage.outs) == 1]
+    records = [stage for stage in repo.index.stages if not isinstance(stage, PipelineStage) and len(stage.outs) == 1
+               and not stage.outs[0].hash_info.isdir]
     with repository_lock(repo):
-        return {str(Path(record.path_in_repo).parent / record.outs[0].def_path): (record.path_in_repo, record.changed())
+        return {_from_root(repo, record.outs[0].fs_path):
+                (record.path_in_repo, record.outs[0].hash_info.value, record.outs[0].meta.size, record.changed())
                 for record in records}
 
 
-def git_outputs(stages: list) -> list[str]:
-    """The outputs that git keeps (`cache: false` in dvc.yaml: the metrics and plots here)."""
-    return [out.def_path for stage in stages for out in stage.outs if not out.use_cache]
+def stage_specs(repo: Repo) -> list[dict]:
+    """Each stage of the repository's dvc.yaml files, in order, as a sweep runs it: its address,
+    its command lines, its working folder, the files it reads and writes (paths from the root;
+    whether DVC caches each output), and the keys of params.yaml it reads (dotted). Raises
+    ValueError for what a sweep cannot run: a directory as a dep or output, another params file."""
+    from dvc.dependency.param import ParamsDependency
+
+    specs = []
+    for stage in pipeline_stages(repo):
+        name, deps, params = address(stage), [], []
+        for dep in stage.deps:
+            if isinstance(dep, ParamsDependency):
+                if _from_root(repo, dep.fs_path) != "params.yaml":
+                    raise ValueError(f"stage {name!r} reads params from {dep.def_path}; a sweep sets params.yaml's only")
+                params += dep.params or []
+            elif dep.hash_info and dep.hash_info.isdir or Path(dep.fs_path).is_dir():
+                raise ValueError(f"stage {name!r} reads the folder {dep.def_path}; a sweep moves files only")
+            else:
+                deps.append(_from_root(repo, dep.fs_path))
+        for out in stage.outs:
+            if out.hash_info and out.hash_info.isdir:
+                raise ValueError(f"stage {name!r} writes the folder {out.def_path}; a sweep moves files only")
+        cmd = stage.cmd if isinstance(stage.cmd, list) else [stage.cmd]
+        specs.append({"name": name, "cmd": cmd, "wdir": _from_root(repo, stage.wdir), "deps": deps,
+                      "params": params, "outs": {_from_root(repo, out.fs_path): out.use_cache for out in stage.outs}})
+    return specs
 
 
-def cache_path(repo: Repo, md5: str) -> Path:
-    """Where DVC's local cache keeps the object with this md5 (.dvc/cache/files/md5/ab/cdef...)."""
-    return Path(repo.cache.local.oid_to_path(md5))
+def _from_root(repo: Repo, path: str) -> str:
+    return Path(path).relative_to(repo.root_dir).as_posix() or "."
 
 
-def cache_put(repo: Repo, data: bytes) -> str:
-    """Put `data` in DVC's local cache as `dvc commit` does (written whole or not at all, then
-    read-only); return its md5."""
-    md5 = hashlib.md5(data).hexdigest()
-    odb = repo.cache.local
-    if not odb.exists(md5):
-        odb.add_bytes(md5, data)
-        odb.protect(odb.oid_to_path(md5))
-    return md5
+def cache_folder(repo: Repo) -> Path:
+    """The folder of DVC's local cache that holds files by md5 (.dvc/cache/files/md5)."""
+    return Path(repo.cache.local.path)
+
+
+def default_remote(repo: Repo) -> tuple[str, str] | None:
+    """The repository's default DVC remote (`dvc remote default`): its name, and the URL of the
+    folder in it that holds files by md5 (`<url>/files/md5`, DVC 3's layout); None without one."""
+    name = repo.config["core"].get("remote")
+    if not name:
+        return None
+    return name, f"{repo.config['remote'][name]['url'].rstrip('/')}/files/md5"
+
+
+@functools.cache
+def remote_filesystem(url: str):
+    """DVC's filesystem for a remote's URL, and the path in it, for a process with no repository
+    (a Dask worker): credentials come from that machine's environment, as for `dvc pull` there."""
+    from dvc.fs import get_cloud_fs
+
+    cls, config, path = get_cloud_fs({}, url=url)
+    return cls(**config), path
 
 
 def lock_text(stages: list, params: dict, md5s: dict[str, str], sizes: dict[str, int]) -> str:
     """dvc.lock for these stages, as DVC writes it after running them with `params` (the whole
-    params.yaml) and getting files with these md5s and sizes. Writes nothing: it only sets the
-    hashes on DVC's stage objects and serializes them."""
+    params.yaml) and getting files with these md5s and sizes (by path from the root). Writes
+    nothing: it only sets the hashes on DVC's stage objects and serializes them."""
     from dvc.dependency.param import ParamsDependency
     from dvc.stage.serialize import to_single_stage_lockfile
     from dvc_data.hashfile.hash_info import HashInfo
@@ -121,8 +159,9 @@ def lock_text(stages: list, params: dict, md5s: dict[str, str], sizes: dict[str,
             if isinstance(item, ParamsDependency):
                 item.fill_values(flat)
             else:
-                item.hash_info = HashInfo("md5", md5s[item.def_path])
-                item.meta = Meta(size=sizes[item.def_path])
+                path = _from_root(stage.repo, item.fs_path)
+                item.hash_info = HashInfo("md5", md5s[path])
+                item.meta = Meta(size=sizes[path])
         entries[stage.name] = to_single_stage_lockfile(stage)
     return dumps_yaml({"schema": "2.0", "stages": entries})
 

@@ -48,16 +48,16 @@ def read_stages(repo: Path) -> dict[str, Stage]:
     """The stages of `repo`'s dvc.yaml, in its order; each must run `python -m mltoy.cli`."""
     stages = {}
     for name, spec in _read(repo)["stages"].items():
-        argv = shlex.split(spec["cmd"])
-        if argv[:3] != CLI or len(argv) < 4 or argv[3] not in STAGES:
+        found = stage_function(spec["cmd"])
+        if found is None:
             raise ValueError(f"dvc.yaml: stage {name!r} does not run a stage of mltoy's table: {spec['cmd']}")
-        paths = cli.stage_paths(cli.build_parser().parse_args(argv[3:]))
+        function, paths = found
         for path in [*paths.values(), *spec.get("deps", [])]:
             if not (repo / path).resolve().is_relative_to(repo.resolve()):
                 raise ValueError(f"dvc.yaml: stage {name!r}: {path} is outside the repository")
         stages[name] = Stage(
             name=name,
-            function=STAGES[argv[3]],
+            function=function,
             paths={k: repo / v for k, v in paths.items()},
             deps=tuple(spec.get("deps", [])),
             outs=tuple(_out_paths(spec, "outs", "metrics", "plots")),
@@ -66,19 +66,21 @@ def read_stages(repo: Path) -> dict[str, Stage]:
     return stages
 
 
+def stage_function(cmd: str | list[str]) -> tuple[StageFunction, dict[str, Path]] | None:
+    """The function of mltoy's stage table that a stage's cmd runs (`python -m mltoy.cli NAME
+    --FLAG PATH ...`), and its path arguments as the cmd gives them; None for any other cmd."""
+    argv = shlex.split(cmd) if isinstance(cmd, str) else None
+    if not argv or argv[:3] != CLI or len(argv) < 4 or argv[3] not in STAGES:
+        return None
+    return STAGES[argv[3]], cli.stage_paths(cli.build_parser().parse_args(argv[3:]))
+
+
 def upstream(stages: Iterable[Stage]) -> dict[str, list[str]]:
     """Each stage's upstream (the stages that write a file it reads), each stage after its own."""
     stages = list(stages)
     writer = {out: stage.name for stage in stages for out in stage.outs}
     graph = {s.name: list(dict.fromkeys(writer[d] for d in s.deps if d in writer)) for s in stages}
     return {name: graph[name] for name in TopologicalSorter(graph).static_order()}
-
-
-def pipeline_inputs(stages: Iterable[Stage]) -> list[str]:
-    """The files the stages read that none of them writes (the code, the raw data), in order."""
-    stages = list(stages)
-    written = {out for stage in stages for out in stage.outs}
-    return [dep for dep in dict.fromkeys(dep for stage in stages for dep in stage.deps) if dep not in written]
 
 
 def metrics_file(repo: Path) -> Path | None:

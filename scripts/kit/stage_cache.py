@@ -1,14 +1,13 @@
-"""DVC's rule for skipping work, kept in Prefect's result store: a stage is not run again while
-its paths, the md5 of each dep and the values of the params it reads are those of a recorded run,
-and the outputs that run recorded are intact. Option B caches each stage by it; a sweep caches
-each trial (the whole pipeline on one point) by it.
+"""Option B's cache: DVC's rule for skipping work, kept in Prefect's result store. A stage is not
+run again while its paths, the md5 of each dep and the values of the params it reads are those of
+a recorded run, and the outputs that run recorded are intact.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from prefect import Task
 from prefect.cache_policies import CachePolicy
@@ -36,19 +35,6 @@ def stage_key(stage: Stage, params: Params, known: Mapping[str, str] | None = No
     return f"{stage.name}-{hashlib.md5(json.dumps(spec, sort_keys=True).encode()).hexdigest()}"
 
 
-def pipeline_key(stages: Iterable[Stage], params: Params) -> str:
-    """The key of running these stages in order from scratch, as one unit: each stage's key by
-    stage_key, where a dep that an earlier stage writes counts by that stage's key (its outputs
-    follow from it), so no output needs to exist to compute the key."""
-    written: dict[str, str] = {}
-    keys = []
-    for stage in stages:
-        key = stage_key(stage, params, written)
-        written.update(dict.fromkeys(stage.outs, key))
-        keys.append(key)
-    return f"pipeline-{hashlib.md5(' '.join(keys).encode()).hexdigest()}"
-
-
 def outputs_state(stage: Stage) -> Outputs:
     """What a run of the stage left behind."""
     return {out: md5_file(ROOT / out) for out in stage.outs}
@@ -66,18 +52,6 @@ class StageCache(CachePolicy):
 
     def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters, **kwargs) -> str:
         return stage_key(inputs["stage"], inputs["params"])
-
-
-def recorded(task: Task, key: str) -> Any | None:
-    """What the task's run with this cache key recorded in Prefect's result store, if any (from
-    a sync task: in an async flow's body, Prefect's store answers with coroutines)."""
-    store = get_result_store().update_for_task(task)
-    return store.read(key).result if store.exists(key) else None
-
-
-def record(task: Task, key: str, value: Any) -> None:
-    """Record `value` as the result of the task's run with this cache key."""
-    get_result_store().update_for_task(task).write(value, key=key)
 
 
 async def run_cached(stage_task: Task, stage: Stage, params: Params, **kwargs: Any) -> Outputs:

@@ -14,7 +14,6 @@ Each dvc.lock is built by DVC's own serializer from the trial's hashes: byte for
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -46,49 +45,49 @@ class Experiments:
         self.baseline = self.git.head.peel(pygit2.Commit)
         self.dvc = dvc.open_repo(self.root)
         self.stages = dvc.pipeline_stages(self.dvc)
+        self.specs = dvc.stage_specs(self.dvc)  # the stages as a sweep runs them
+        self.data = dvc.data_records(self.dvc)  # what DVC tracks: {path: (record, md5, size, changed)}
+        self.cache = dvc.cache_folder(self.dvc)
+        self.remote = dvc.default_remote(self.dvc)  # (name, url of its files) or None
         self.params_text = (self.root / PARAMS).read_text(encoding="utf-8")
 
     def uncommitted(self, paths: Iterable[str]) -> list[str]:
         """Those of `paths` (dvc.yaml, code, DVC-tracked data) that differ from HEAD. Experiments
         hold HEAD's files beside the trial's, so the trials must run on those very files."""
-        records = dvc.data_records(self.dvc)
         changed = []
         for path in paths:
-            if path in records:  # data that DVC tracks: its .dvc file, and the data against it
-                record, data_changed = records[path]
+            if path in self.data:  # data that DVC tracks: its .dvc file, and the data against it
+                record, _, _, data_changed = self.data[path]
                 if self.git.status_file(record) or data_changed:
                     changed.append(path)
             elif self.git.status_file(path):
                 changed.append(path)
         return changed
 
-    def cached(self, md5s: Iterable[str]) -> bool:
-        """Whether DVC's cache holds every one of these objects."""
-        return all(dvc.cache_path(self.dvc, md5).is_file() for md5 in md5s)
+    def blob(self, file: Path) -> str:
+        """Put a file in git's object store, streamed from disk; its id."""
+        return str(self.git.create_blob_fromdisk(str(file)))
 
-    def read_cached(self, md5: str) -> bytes:
-        return dvc.cache_path(self.dvc, md5).read_bytes()
+    def has_blob(self, blob: str) -> bool:
+        return blob in self.git
 
-    def record(self, name: str, values: dict[str, Any], outputs: dict[str, bytes],
-               inputs: dict[str, bytes]) -> str:
-        """Record a trial as the experiment `name`: `values` are its params (dotted keys),
-        `outputs` the bytes of every stage's outputs and `inputs` of the files they read that no
-        stage writes, by path. Every output goes to DVC's cache (also those git keeps, so that a
-        later sweep can record the trial again from there). Returns what happened: "recorded",
+    def record(self, name: str, values: dict[str, Any], md5s: dict[str, str], sizes: dict[str, int],
+               blobs: dict[str, str]) -> str:
+        """Record a trial as the experiment `name`: `values` are its params (dotted keys), `md5s`
+        and `sizes` those of every file the stages read and write, by path from the root, and
+        `blobs` the git objects of the outputs git keeps (`cache: false`). No file is read: dvc.lock
+        is made from the md5s, and the tree from git's objects. Returns what happened: "recorded",
         "unchanged" (this very experiment was there) or "replaced"."""
-        md5s = {path: dvc.cache_put(self.dvc, data) for path, data in outputs.items()}
-        md5s |= {path: hashlib.md5(data).hexdigest() for path, data in inputs.items()}
-        sizes = {path: len(data) for path, data in (outputs | inputs).items()}
         params_text = set_params(self.params_text, values)
-        blobs = {
-            str(PARAMS): params_text.encode(),
-            "dvc.lock": dvc.lock_text(self.stages, yaml.safe_load(params_text), md5s, sizes).encode(),
-            **{path: outputs[path] for path in dvc.git_outputs(self.stages)},
+        made = {
+            str(PARAMS): self.git.create_blob(params_text.encode()),
+            "dvc.lock": self.git.create_blob(
+                dvc.lock_text(self.stages, yaml.safe_load(params_text), md5s, sizes).encode()),
         }
         index = pygit2.Index()  # in memory: the repository's own index is not touched
         index.read_tree(self.baseline.tree)
-        for path, data in blobs.items():
-            index.add(pygit2.IndexEntry(path, self.git.create_blob(data), pygit2.GIT_FILEMODE_BLOB))
+        for path, blob in {**made, **{path: pygit2.Oid(hex=b) for path, b in blobs.items()}}.items():
+            index.add(pygit2.IndexEntry(path, blob, pygit2.GIT_FILEMODE_BLOB))
         tree = index.write_tree(self.git)
         ref = dvc.experiment_ref(str(self.baseline.id), name)
         existing = self.git.references.get(ref)

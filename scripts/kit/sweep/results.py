@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kit.sweep.spec import OBJECTIVES, Point
-from kit.sweep.trials import TrialResult
+from kit.sweep.spec import Point
 
 
 @dataclass(frozen=True)
@@ -21,19 +20,24 @@ class Row:
     error: str = ""
 
     @classmethod
-    def of(cls, point: Point, state: str, result: TrialResult) -> Row:
-        return cls(point.name, point.values, state, result.metrics, result.seconds, result.worker)
+    def of(cls, point: Point, state: str, metrics: dict[str, float], seconds: float, worker: str) -> Row:
+        return cls(point.name, point.values, state, metrics, seconds, worker)
 
     @classmethod
     def failed(cls, point: Point, exc: BaseException) -> Row:
         first_line = next(iter(str(exc).strip().splitlines()), "")
         return cls(point.name, point.values, "Failed", error=f"{type(exc).__name__}: {first_line}")
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, metric_names: list[str]) -> dict[str, Any]:
         """The row as the artifact shows it: every row has the same columns."""
-        metrics = {name: self.metrics.get(name) for name in OBJECTIVES}
+        metrics = {name: self.metrics.get(name) for name in metric_names}
         return {"trial": self.name, **self.values, **metrics, "state": self.state,
                 "seconds": self.seconds, "worker": self.worker, "error": self.error}
+
+
+def metric_names(rows: list[Row], objective: str) -> list[str]:
+    """The metrics columns: the objective, then every other metric a trial reported."""
+    return [objective, *sorted({name for row in rows for name in row.metrics} - {objective})]
 
 
 def ranked(rows: list[Row], objective: str) -> list[Row]:
@@ -43,15 +47,15 @@ def ranked(rows: list[Row], objective: str) -> list[Row]:
 
 def format_table(rows: list[Row], objective: str) -> str:
     """The ranked rows as a plain-text table."""
-    others = [name for name in OBJECTIVES if name != objective]
-    header = ["trial", objective, *others, "state", "seconds", "worker", "error"]
+    names = metric_names(rows, objective)
+    header = ["trial", *names, "state", "seconds", "worker", "error"]
     lines = [header]
     for row in rows:
-        metrics = [f"{row.metrics[name]:.4f}" if name in row.metrics else "-" for name in [objective, *others]]
+        metrics = [f"{row.metrics[name]:.4f}" if name in row.metrics else "-" for name in names]
         seconds = "-" if row.seconds is None else f"{row.seconds:.2f}"
         lines.append([row.name, *metrics, row.state, seconds, row.worker or "-", row.error])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    right = {*range(1, len(OBJECTIVES) + 1), len(OBJECTIVES) + 2}  # the metrics and seconds
+    right = {*range(1, len(names) + 1), len(names) + 2}  # the metrics and seconds
     text = ["  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in
                       enumerate(zip(line, widths))).rstrip() for line in lines]
     return "\n".join(text)

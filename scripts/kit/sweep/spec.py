@@ -39,7 +39,8 @@ from mltoy import InputError
 from mltoy.files import read_yaml
 from mltoy.params import Params, ParamsError, load_params, parse_params
 
-# The metrics mltoy.pipeline.score returns; higher is better for both.
+# The kit's metrics (mltoy.pipeline.score); higher is better for both. Another repository's
+# sweep may name any metric of its metrics file.
 OBJECTIVES = ("accuracy", "f1_macro")
 RANDOM_KEYS = ("trials", "seed", "space")
 # A sampled number keeps this many significant digits: names and params.yaml stay readable.
@@ -56,11 +57,15 @@ class SweepError(InputError):
 
 @dataclass(frozen=True)
 class Point:
-    """One trial's params: `values` are the swept keys (dotted), `params` the whole params.yaml."""
+    """One trial's params: `values` are the swept keys (dotted), `params` the whole params.yaml:
+    typed by mltoy's schema for the kit's pipeline, else the nested mapping."""
 
     name: str
     values: dict[str, Any]
-    params: Params
+    params: Params | dict
+
+    def as_dict(self) -> dict:
+        return self.params if isinstance(self.params, dict) else self.params.model_dump()
 
 
 @dataclass(frozen=True)
@@ -70,18 +75,24 @@ class Sweep:
     points: list[Point]
 
 
-def load_sweep(path: Path, params_path: Path) -> Sweep:
+def load_sweep(path: Path, params_path: Path, schema: bool = True) -> Sweep:
     """The sweep in `path`, its points set on the params in `params_path`; raises SweepError, or
-    ParamsError for params_path itself."""
-    path, base = Path(path), load_params(params_path).model_dump()
+    ParamsError for params_path itself. With `schema` (the kit's own pipeline), every point is
+    checked by mltoy's params schema and carries typed params; without (another repository's),
+    a point's keys must be params.yaml's, and its params are the nested mapping."""
+    path = Path(path)
+    base = load_params(params_path).model_dump() if schema else read_yaml(params_path, ParamsError, "params file")
+    if not isinstance(base, dict):
+        raise ParamsError(f"{params_path}: expected a mapping of params")
     spec = _read(path)
     unknown = sorted(set(spec) - {"objective", "grid", "random"})
     if unknown:
         raise SweepError(f"{path}: {unknown[0]}: unknown key (allowed: objective, grid, random)")
     objective = spec.get("objective")
-    if objective not in OBJECTIVES:
+    if objective not in OBJECTIVES if schema else not (isinstance(objective, str) and objective):
         got = "missing" if objective is None else f"unknown metric {objective!r}"
-        raise SweepError(f"{path}: objective: {got} (allowed: {', '.join(OBJECTIVES)})")
+        allowed = ", ".join(OBJECTIVES) if schema else "a metric of the metrics file, dotted"
+        raise SweepError(f"{path}: objective: {got} (allowed: {allowed})")
     if ("grid" in spec) == ("random" in spec):
         raise SweepError(f"{path}: give either `grid` or `random`, not {'both' if 'grid' in spec else 'neither'}")
     if "grid" in spec:
@@ -91,7 +102,7 @@ def load_sweep(path: Path, params_path: Path) -> Sweep:
     name = path.stem
     if NAME_CHARS.search(name) or name.startswith("."):
         raise SweepError(f"{path}: the file's name is the sweep's: use letters, digits, '.', '_', '-'")
-    points = [_point(path, name, values, base) for values in combinations]
+    points = [_point(path, name, values, base, schema) for values in combinations]
     names = [point.name for point in points]
     if len(set(names)) < len(names):  # values that differ only in characters a name cannot hold
         twice = next(n for i, n in enumerate(names) if n in names[:i])
@@ -178,7 +189,7 @@ def _sampler(path: Path, key: str, rule: object, base: dict):
     return lambda rng: float(f"{uniform(rng):.{SAMPLED_DIGITS}g}")
 
 
-def _point(path: Path, sweep: str, values: dict[str, Any], base: dict) -> Point:
+def _point(path: Path, sweep: str, values: dict[str, Any], base: dict, schema: bool) -> Point:
     params = copy.deepcopy(base)
     for key, value in values.items():
         assign(params, key, value)
@@ -189,6 +200,8 @@ def _point(path: Path, sweep: str, values: dict[str, Any], base: dict) -> Point:
     if len(name) > MAX_NAME:
         raise SweepError(f"{path}: the trial name {name[:40]}... is longer than {MAX_NAME} characters; "
                          "sweep fewer keys or rename the file")
+    if not schema:
+        return Point(name, values, params)
     try:
         return Point(name, values, parse_params(params, str(path)))
     except ParamsError as exc:  # names the sweep file and the key
