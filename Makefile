@@ -46,6 +46,8 @@ NOTIFY_URL ?=
 CRASH_AFTER ?= 90
 ## bench: runs of each case (the table shows medians)
 BENCH_RUNS ?= 3
+## bench-scale: the rows of the iris-shaped data (150: the kit's own iris)
+ROWS ?= 2000000
 ## test: test files run this many at a time, each with its own server (they mostly wait)
 TEST_WORKERS ?= 2
 ## the interpreter that builds .venv
@@ -182,6 +184,10 @@ worker: $(STAMP)
 bench: data
 	@$(PY) benchmarks/bench.py --runs $(BENCH_RUNS)
 	@$(PY) benchmarks/bench_sweep.py
+
+.PHONY: bench-scale  ## Every way of running on ROWS=2000000 rows, time and peak memory, sweep against DVC's queue; reports/bench-scale-ROWS.json
+bench-scale: $(STAMP)
+	@$(PY) benchmarks/bench_scale.py --rows $(ROWS)
 
 .PHONY: bench-sweep  ## Time make sweep against DVC's queue, at 16/64/256 trials, and on Dask; reports/bench-sweep.json
 bench-sweep: $(STAMP)

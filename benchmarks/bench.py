@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from diamond import make_diamond
-from kit_copy import ROOT, copy_kit
+from kit_copy import ROOT, new_repo
 
 PY = str(ROOT / ".venv" / "bin" / "python")
 FLOOR = """
@@ -81,15 +81,6 @@ RATIOS = [  # (numerator, denominator, goal)
     ("diamond: Option C, full", "diamond: dvc repro -P, full", 0.75),
     ("diamond: Option C --jobs 4, full", "diamond: dvc repro -P, full", 0.75),
 ]
-
-
-def new_repo(dest: Path) -> None:
-    """A copy of the kit, committed as a fresh clone is, sharing this checkout's .venv."""
-    copy_kit(dest)
-    (dest / ".venv").symlink_to(ROOT / ".venv")
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "bench", "--no-verify"]):
-        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
 
 
 def set_random_state(repo: Path, value: int) -> None:

@@ -19,3 +19,12 @@ def copy_kit(dest: Path) -> None:
         if src.is_file():  # a tracked file deleted in the working tree is left out, as it is there
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
+
+
+def new_repo(dest: Path) -> None:
+    """A copy of the kit committed as a fresh clone is, sharing this checkout's .venv."""
+    copy_kit(dest)
+    (dest / ".venv").symlink_to(ROOT / ".venv")
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "bench", "--no-verify"]):
+        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)

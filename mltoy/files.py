@@ -28,11 +28,15 @@ def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
 
 
 def md5_file(path: Path) -> str | None:
-    """The file's md5, as DVC records it; None when there is no such file."""
+    """The file's md5, as DVC records it, read a MiB at a time; None when there is no such file."""
+    digest = hashlib.md5()
     try:
-        return hashlib.md5(Path(path).read_bytes()).hexdigest()
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
     except FileNotFoundError:
         return None
+    return digest.hexdigest()
 
 
 def read_yaml(path: Path, error: type[Exception], what: str) -> object:

@@ -11,9 +11,8 @@ from importlib import resources
 from pathlib import Path
 
 from kit.project import RAW_DATA, RAW_RECORD, recorded_md5
+from mltoy.data import COLUMNS
 from mltoy.files import write_atomic
-
-COLUMNS = "sepal_length,sepal_width,petal_length,petal_width,species"
 
 
 class DataNotRestored(RuntimeError):
@@ -30,7 +29,7 @@ def iris_from_sklearn() -> bytes:
     text = resources.files("sklearn.datasets").joinpath("data", "iris.csv").read_text()
     header, *rows = text.splitlines()
     names = header.split(",")[2:]
-    lines = [COLUMNS]
+    lines = [",".join(COLUMNS)]
     for row in rows:
         *features, label = row.split(",")
         lines.append(",".join([*features, names[int(label)]]))

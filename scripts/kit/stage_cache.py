@@ -7,28 +7,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Mapping
+from typing import Any
 
 from prefect import Task
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 from prefect.results import get_result_store
 
+from kit import file_memo
 from kit.dvc_yaml import Stage
 from kit.project import ROOT
-from mltoy.files import md5_file
 from mltoy.params import Params
 
 Outputs = dict[str, str | None]  # each output's md5, None where it is missing
 
 
-def stage_key(stage: Stage, params: Params, known: Mapping[str, str] | None = None) -> str:
+def stage_key(stage: Stage, params: Params) -> str:
     """What DVC's dvc.lock records of a stage's inputs: its paths, the md5 of each dep (its code
-    and data) and the values of the params it reads. A dep in `known` counts by the value given
-    there instead of its md5 on disk (see pipeline_key)."""
-    known = known or {}
+    and data; hashed only when the file changed, kit/file_memo.py) and the values of the params it
+    reads."""
     spec = {
-        "deps": {dep: known[dep] if dep in known else md5_file(ROOT / dep) for dep in stage.deps},
+        "deps": {dep: file_memo.md5(ROOT, ROOT / dep) for dep in stage.deps},
         "params": {key: param_value(params, key) for key in stage.params},
         "paths": {k: str(v.relative_to(ROOT)) for k, v in stage.paths.items()},
     }
@@ -37,7 +36,7 @@ def stage_key(stage: Stage, params: Params, known: Mapping[str, str] | None = No
 
 def outputs_state(stage: Stage) -> Outputs:
     """What a run of the stage left behind."""
-    return {out: md5_file(ROOT / out) for out in stage.outs}
+    return {out: file_memo.md5(ROOT, ROOT / out) for out in stage.outs}
 
 
 def param_value(params: Params, dotted: str) -> Any:

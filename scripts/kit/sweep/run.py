@@ -21,8 +21,9 @@ from kit.sweep.experiments import Experiments, ExperimentsError, set_params
 from kit.sweep.plan import StageJob, StageSpec, is_code, sources, stage_key, stage_specs, upstream
 from kit.sweep.results import Row
 from kit.sweep.spec import Point
-from kit.sweep.store import Store, md5_of
+from kit.sweep.store import Store
 from kit.sweep.trials import StageResult
+from mltoy.files import md5_file
 
 
 def sized(n: float) -> str:
@@ -110,7 +111,7 @@ def setup(repo: Path, on_dask: bool, in_process: bool, metrics_file: str | None)
             if not local.has(md5):  # the file as committed, not in the cache yet: put it there
                 local.put(repo / path, md5)
         elif (repo / path).is_file():  # code and small files git keeps
-            md5, size = md5_of(repo / path), (repo / path).stat().st_size
+            md5, size = md5_file(repo / path), (repo / path).stat().st_size
         else:
             raise ExperimentsError(f"{path}: file not found; run `make data` to restore it")
         found[path] = (md5, size)
@@ -264,7 +265,7 @@ def _put_tree(experiments: Experiments, local: Store) -> str:
     with tempfile.NamedTemporaryFile(dir=experiments.root / ".dvc" / "tmp") as tmp:
         tmp.write(buffer.getvalue())
         tmp.flush()
-        md5 = md5_of(Path(tmp.name))
+        md5 = md5_file(Path(tmp.name))
         local.put(Path(tmp.name), md5)
     return md5
 

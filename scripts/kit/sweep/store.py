@@ -6,23 +6,11 @@ Only md5s travel with the tasks; each side reads and writes the files it needs h
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-
-CHUNK = 1 << 20
-
-
-def md5_of(path: Path) -> str:
-    """The md5 of a file, read a MiB at a time."""
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,9 @@ from pathlib import Path
 
 from kit.project import ROOT
 from kit.sweep.plan import StageJob, is_code
-from kit.sweep.store import Store, md5_of
+from kit.sweep.store import Store
 from mltoy import InputError
+from mltoy.files import md5_file
 
 # A stage reading more than this runs in a process of its own, whose memory is given back when it
 # ends (2M rows: two trains side by side took 1 GB in one process). A smaller one runs on the
@@ -80,7 +81,7 @@ def run_stage_job(job: StageJob, store: Store | None, payload: dict[str, bytes] 
         for path, md5 in job.inputs.items():
             if is_code(stage, path):
                 check_code(path, md5)  # imported, not read from the folder
-            elif not (folder / path).is_file() or md5_of(folder / path) != md5:
+            elif not (folder / path).is_file() or md5_file(folder / path) != md5:
                 # Function stages only read their inputs: a link is safe. A cmd might write one.
                 bring(md5, folder / path, link=stage.function is not None)
         try:
@@ -99,7 +100,7 @@ def run_stage_job(job: StageJob, store: Store | None, payload: dict[str, bytes] 
         for path in stage.outs:
             if not (folder / path).is_file():
                 raise StageFailed(f"stage {stage.name!r} did not write {path}, which dvc.yaml declares")
-            md5 = md5_of(folder / path)
+            md5 = md5_file(folder / path)
             outs[path] = (md5, (folder / path).stat().st_size)
             if store is None:
                 back[md5] = (folder / path).read_bytes()
@@ -182,7 +183,7 @@ def check_code(path: str, md5: str) -> None:
     """A file of the kit's code that a stage imports must be this checkout's own, byte for byte:
     the experiment records the md5 of the code it was sent, and the stage runs the code it imports."""
     mine = ROOT / path
-    if not mine.is_file() or md5_of(mine) != md5:
+    if not mine.is_file() or md5_file(mine) != md5:
         raise WrongCode(f"{worker_name()} runs another {path} than the sweep's (its copy: {mine}); "
                         "update its checkout to the sweep's commit and restart it")
 
