@@ -197,8 +197,8 @@ bench-sweep: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=10 $(PYTEST_ARGS)
 
-.PHONY: clean  ## Remove outputs and caches; keeps .venv, raw data, run history, tracked reports
+.PHONY: clean  ## Remove outputs and caches (the sweeps' records too); keeps .venv, raw data, run history, tracked reports
 clean:
 	rm -f data/processed/*.csv models/*.joblib  # not the folders: their .gitignore is DVC's, tracked
-	rm -rf dvc_plots .dvc/cache/runs .dvc/tmp/exps .prefect/storage .pytest_cache
+	rm -rf dvc_plots .dvc/cache/runs .dvc/tmp/exps .dvc/tmp/kit-stage-runs .dvc/tmp/kit-file-memo.json .prefect/storage .pytest_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

@@ -38,8 +38,10 @@ def test_clean_removes_outputs_and_caches_and_keeps_the_rest(built_repo):
     (home / "storage" / "train-0123").write_text("{}")  # an Option B cache record
     (home / "prefect.db").write_text("run history")
     (built_repo.path / ".dvc" / "cache" / "runs").mkdir()  # DVC's run-cache (unused with persist)
+    (built_repo.path / ".dvc" / "tmp" / "kit-stage-runs").mkdir(parents=True)  # the sweeps' stage runs
     built_repo.run("make", "-s", "clean")
-    for gone in ("data/processed/train.csv", "models/model.joblib", ".dvc/cache/runs", ".prefect/storage"):
+    for gone in ("data/processed/train.csv", "models/model.joblib", ".dvc/cache/runs", ".dvc/tmp/kit-stage-runs",
+                 ".prefect/storage"):
         assert not (built_repo.path / gone).exists(), gone
     assert (built_repo.path / "data" / "raw" / "iris.csv").is_file()
     assert (home / "prefect.db").read_text() == "run history"
