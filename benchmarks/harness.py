@@ -129,7 +129,9 @@ def dvc_queue(kit: Kit, points: list[tuple[float, bool]], jobs: int) -> Run:
              f"-n dvcq-C={c}-standardize={str(s).lower()}" for c, s in points]
     script = "\n".join([
         "set -e", *lines, f"{PY} -m dvc queue start -j {jobs} >/dev/null",
-        f"while {PY} -m dvc queue status | grep -qE 'Queued|Running'; do sleep 2; done",
+        # Until every experiment has ended: `dvc queue status` can show none running for a moment
+        # while a worker moves to the next one.
+        f"while [ $({PY} -m dvc queue status | grep -cE 'Success|Failed') -lt {len(points)} ]; do sleep 2; done",
         f"{PY} -m dvc queue status", f"{PY} -m dvc queue stop >/dev/null"])
     run = kit.run("sh", "-c", script)
     done = [line for line in run.output.splitlines() if "Success" in line]
