@@ -44,9 +44,9 @@ def test_the_run_its_task_runs_and_its_metrics_artifact_render_in_chromium(built
     assert port == int(prefect_server["PREFECT_SERVER_API_PORT"])
     name = flow_run_name(out)
     tasks = sorted(set(re.findall(r"Task run '([\w -]+-\w{3})'", out)))
-    assert [t.rsplit("-", 1)[0] for t in tasks] == ["check inputs", "dvc repro", "metrics summary"]
+    assert [t.rsplit("-", 1)[0] for t in tasks] == ["check inputs", "dvc repro", "metrics summary", "pipeline plots"]
     _, artifacts = api(port, "POST", "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run_id]}}})
-    [artifact] = artifacts
+    [artifact] = [a for a in artifacts if a["key"] == metrics.ARTIFACT_KEY]
     values = json.loads(built_repo.read("reports/metrics.json"))
     base = f"http://127.0.0.1:{port}"
     pages = {
@@ -61,13 +61,13 @@ def test_the_run_its_task_runs_and_its_metrics_artifact_render_in_chromium(built
         assert "http://127.0.0.1:4200" not in shown and "Can't connect" not in shown, page
         assert name in shown, page
 
-    assert "Completed" in text["view-at"] and "3 Task runs" in text["view-at"]
+    assert "Completed" in text["view-at"] and "4 Task runs" in text["view-at"]
     assert "Prefect operates DVC pipeline" in text["view-at"]
-    assert "3 Task runs (3 Completed)" in text["task-runs"]
+    assert "4 Task runs (4 Completed)" in text["task-runs"]
     for task in tasks:
         assert task in text["task-runs"]
     assert f"TABLE {metrics.ARTIFACT_KEY}" in text["artifacts"]
     assert f"Pipeline metrics from {built_repo.path}/reports/metrics.json" in text["artifacts"]
     assert "metric value previous change" in text["artifact"]
     for metric, value in values.items():
-        assert f"{metric} {value}" in text["artifact"]
+        assert f"{metric} {round(value, 4)}" in text["artifact"]  # 4 decimals, as the terminal's table

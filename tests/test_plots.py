@@ -3,10 +3,12 @@ kit and for any DVC repository, for the workspace or against a revision."""
 
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
 
-from conftest import MAKE
+from conftest import MAKE, api, view_at
+from kit import plots
 
 MARK = re.compile(r'aria-roledescription="(\w+) mark"')  # one per mark Vega drew: a cell, a line
 
@@ -65,3 +67,41 @@ def test_a_foreign_repos_own_plot_is_drawn_and_bad_input_is_one_line(repo, tmp_p
     proc = repo.run(*MAKE, "plots", f"REPO={other}", check=False)
     assert proc.returncode != 0
     assert proc.stdout.splitlines()[0] == f"error: {other}: dvc.yaml declares no plots DVC could load"
+
+
+def published(port, run_id) -> dict[str, dict]:
+    _, found = api(port, "POST", "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run_id]}}})
+    return {a["key"]: a for a in found}
+
+
+def svg_images(markdown: str) -> list[str]:
+    urls = re.findall(r"\]\((data:image/svg\+xml;base64,[^)]+)\)", markdown)
+    return [base64.b64decode(url.split(",", 1)[1]).decode() for url in urls]
+
+
+def test_each_run_publishes_its_confusion_matrix_beside_the_previous_runs(built_repo, tmp_path):
+    first = built_repo.py("scripts/flow_dvc.py", "--no-show-metrics").stdout  # Option A
+    assert re.search(r"Plots: 1 drawn and published as 'pipeline-plots' \(\d+ kB\) in [\d.]+ s", first)
+    a = published(*view_at(first))[plots.ARTIFACT_KEY]
+    assert a["type"] == "markdown"
+    this = plots.artifact_images(a["data"])
+    assert list(this) == ["reports/predictions.csv"]
+    [svg, *_] = svg_images(a["data"])
+    assert svg.count('aria-roledescription="text mark"') == 9 and 'width="380"' in svg[:300]
+    assert len(a["data"]) < 60_000  # two pictures of ~20 kB each at most: the server's database stays small
+
+    second = built_repo.py("scripts/flow_dvc_stages.py", "--no-show-metrics").stdout  # Option C
+    b = published(*view_at(second))[plots.ARTIFACT_KEY]
+    assert "| this run | previous published run (" in b["data"]
+    assert f"![reports/predictions.csv (previous run)]({this['reports/predictions.csv']})" in b["data"]
+    assert len(svg_images(b["data"])) == 2
+
+    # A repository that declares no plots: the run goes on, and publishes none.
+    other = tmp_path / "no-plots"
+    other.mkdir()
+    built_repo.run("git", "init", "-q", cwd=other)
+    built_repo.py("-m", "dvc", "init", "-q", cwd=other)
+    (other / "dvc.yaml").write_text("stages:\n  hello:\n    cmd: echo hi > out.txt\n    outs: [out.txt]\n")
+    out = built_repo.py("scripts/flow_dvc.py", "--repo", str(other), "--no-show-metrics").stdout
+    assert "No plots declared in dvc.yaml: no pipeline-plots artifact" in out
+    assert plots.ARTIFACT_KEY not in published(*view_at(out))

@@ -18,6 +18,7 @@ from pathlib import Path
 # One key for every run of every flow, as the metrics' table: the UI keeps the history under it.
 ARTIFACT_KEY = "pipeline-plots"
 THIS_RUN = "this run"
+CELL_WIDTH = 380  # pixels: two side by side fit the artifact page in a 1400-pixel-wide window
 
 
 class PlotsError(ValueError):
@@ -91,6 +92,15 @@ def to_png(spec: dict, scale: float = 1.0) -> bytes:
 
     return vl_convert.vegalite_to_png(still(spec), vl_version=vegalite_version(spec), scale=scale,
                                       allowed_base_urls=[])
+
+
+def fit(svg: str, width: int) -> str:
+    """The SVG shown at most `width` pixels wide, scaled by its viewBox (the UI puts two side by side)."""
+    match = re.match(r'(<svg\b[^>]*?)width="([\d.]+)" height="([\d.]+)"', svg)
+    if not match or float(match.group(2)) <= width or "viewBox" not in svg[: match.end() + 200]:
+        return svg
+    height = float(match.group(3)) * width / float(match.group(2))
+    return f'{match.group(1)}width="{width}" height="{height:.0f}"' + svg[match.end():]
 
 
 def data_url(svg: str) -> str:
