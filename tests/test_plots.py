@@ -75,25 +75,32 @@ def published(port, run_id) -> dict[str, dict]:
 
 
 def svg_images(markdown: str) -> list[str]:
-    urls = re.findall(r"\]\((data:image/svg\+xml;base64,[^)]+)\)", markdown)
+    urls = re.findall(r"\]\((data:image/svg\+xml;base64,[^)\s]+)", markdown)
     return [base64.b64decode(url.split(",", 1)[1]).decode() for url in urls]
 
 
 def test_each_run_publishes_its_confusion_matrix_beside_the_previous_runs(built_repo, tmp_path):
     first = built_repo.py("scripts/flow_dvc.py", "--no-show-metrics").stdout  # Option A
-    assert re.search(r"Plots: 1 drawn and published as 'pipeline-plots' \(\d+ kB\) in [\d.]+ s", first)
+    assert re.search(r"Plots: 1 published as 'pipeline-plots' \(\d+ kB; [01] drawn, [01] as the previous run's\) "
+                     r"in [\d.]+ s", first)
     a = published(*view_at(first))[plots.ARTIFACT_KEY]
     assert a["type"] == "markdown"
     this = plots.artifact_images(a["data"])
     assert list(this) == ["reports/predictions.csv"]
     [svg, *_] = svg_images(a["data"])
-    assert svg.count('aria-roledescription="text mark"') == 9 and 'width="380"' in svg[:300]
+    counts = svg.index('class="mark-text role-mark')  # the counts' group: one text per cell
+    assert svg[counts:svg.index("</g>", counts)].count("<text") == 9 and 'width="380"' in svg[:300]
+    # No ARIA label per mark (a quarter of the bytes): the <img> has its alt text.
+    assert 'aria-roledescription="rect mark"' not in svg
     assert len(a["data"]) < 60_000  # two pictures of ~20 kB each at most: the server's database stays small
 
     second = built_repo.py("scripts/flow_dvc_stages.py", "--no-show-metrics").stdout  # Option C
     b = published(*view_at(second))[plots.ARTIFACT_KEY]
     assert "| this run | previous published run (" in b["data"]
-    assert f"![reports/predictions.csv (previous run)]({this['reports/predictions.csv']})" in b["data"]
+    assert f"![reports/predictions.csv (previous run)]({this['reports/predictions.csv'].url})" in b["data"]
+    # Drawn from the same data as the previous run's: not drawn again.
+    assert re.search(r"Plots: 1 published as 'pipeline-plots' \(\d+ kB; 0 drawn, 1 as the previous run's\)", second)
+    assert plots.artifact_images(b["data"]) == this
     assert len(svg_images(b["data"])) == 2
 
     # A repository that declares no plots: the run goes on, and publishes none.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import html
 import json
 import re
@@ -79,12 +80,14 @@ def vegalite_version(spec: dict) -> str | None:
     return max(versions, key=lambda v: tuple(map(int, v.split(".")))) if versions else None
 
 
-def to_svg(spec: dict) -> str:
+def to_svg(spec: dict, aria: bool = True) -> str:
     """The spec drawn as SVG text. No URL may be fetched (allowed_base_urls=[]): a spec that
-    needs one fails here rather than reach for the network."""
+    needs one fails here rather than reach for the network. Without `aria`, no ARIA labels (a
+    quarter of the bytes; an SVG shown as an <img> is described by its alt text instead)."""
     import vl_convert  # here, not at import: the kit's other modules do not pay for it
 
-    return vl_convert.vegalite_to_svg(still(spec), vl_version=vegalite_version(spec), allowed_base_urls=[])
+    return vl_convert.vegalite_to_svg(still(spec), vl_version=vegalite_version(spec), allowed_base_urls=[],
+                                      config=None if aria else {"aria": False})
 
 
 def to_png(spec: dict, scale: float = 1.0) -> bytes:
@@ -92,6 +95,31 @@ def to_png(spec: dict, scale: float = 1.0) -> bytes:
 
     return vl_convert.vegalite_to_png(still(spec), vl_version=vegalite_version(spec), scale=scale,
                                       allowed_base_urls=[])
+
+
+@dataclass(frozen=True)
+class Image:
+    """A plot drawn for the artifact: its data URL, and the digest of what it was drawn from."""
+
+    url: str
+    digest: str
+
+
+def digest(spec: dict) -> str:
+    """What a drawing depends on: the spec, the drawing's width and vl-convert's version. The same
+    digest as the previous run's picture: the picture is the same, and is not drawn again."""
+    import vl_convert
+
+    seen = json.dumps([spec, CELL_WIDTH, "no aria", vl_convert.__version__], sort_keys=True)
+    return hashlib.sha256(seen.encode()).hexdigest()[:16]
+
+
+def draw(spec: dict, previous: Image | None = None) -> Image:
+    """The spec as an image for the artifact, or `previous` where that was drawn from the same."""
+    made = digest(spec)
+    if previous is not None and previous.digest == made:
+        return previous
+    return Image(data_url(fit(to_svg(spec, aria=False), CELL_WIDTH)), made)
 
 
 def fit(svg: str, width: int) -> str:
@@ -120,25 +148,27 @@ def html_page(title: str, plots: list[Plot], svgs: list[str], warnings: list[str
     return "\n".join(parts)
 
 
-IMAGE = re.compile(r"!\[(?P<name>[^\]]*) \(" + THIS_RUN + r"\)\]\((?P<url>data:image/[^)\s]+)\)")
+# An image of this run in the artifact: ![NAME (this run)](DATA-URL "DIGEST"), the digest as its title.
+IMAGE = re.compile(r"!\[(?P<name>[^\]]*) \(" + THIS_RUN + r"\)\]\((?P<url>data:image/[^)\s]+)"
+                   r'(?: "(?P<digest>[0-9a-f]*)")?\)')
 
 
-def artifact_images(markdown: object) -> dict[str, str]:
-    """Each plot's image (data URL) of this run in a published `pipeline-plots` artifact, by plot
-    name; nothing where the artifact holds something else."""
+def artifact_images(markdown: object) -> dict[str, Image]:
+    """Each plot's image of this run in a published `pipeline-plots` artifact, by plot name;
+    nothing where the artifact holds something else."""
     if not isinstance(markdown, str):
         return {}
-    return {m.group("name"): m.group("url") for m in IMAGE.finditer(markdown)}
+    return {m.group("name"): Image(m.group("url"), m.group("digest") or "") for m in IMAGE.finditer(markdown)}
 
 
-def artifact_markdown(images: dict[str, str], previous: dict[str, str], previous_at: str | None) -> str:
+def artifact_markdown(images: dict[str, Image], previous: dict[str, Image], previous_at: str | None) -> str:
     """The artifact: each plot of this run beside the previous published run's, as images whose
     source is a data URL (the UI shows them with no network and no file server)."""
     before = f"previous published run ({previous_at})" if previous_at else "previous published run"
     parts = ["**Pipeline plots** as dvc.yaml declares them, drawn by the flow (vl-convert), "
              "beside the previous published run's."]
-    for name, url in images.items():
-        old = f"![{name} (previous run)]({previous[name]})" if name in previous else "none published"
+    for name, image in images.items():
+        old = f"![{name} (previous run)]({previous[name].url})" if name in previous else "none published"
         parts.append(f"### {name}\n\n| {THIS_RUN} | {before} |\n| --- | --- |\n"
-                     f"| ![{name} ({THIS_RUN})]({url}) | {old} |")
+                     f'| ![{name} ({THIS_RUN})]({image.url} "{image.digest}") | {old} |')
     return "\n\n".join(parts) + "\n"

@@ -80,23 +80,31 @@ def pipeline_plots(repo: Path) -> int:
     start = time.perf_counter()
     try:
         found, warnings = plots.dvc_plots(repo)
-        images = {plot.name: plots.data_url(plots.fit(plots.to_svg(plot.spec), plots.CELL_WIDTH)) for plot in found}
-    except ValueError as exc:  # PlotsError, or a spec vl-convert cannot draw
+    except plots.PlotsError as exc:
         logger.warning("No plots drawn: %s", exc)
         return 0
     for warning in warnings:
         logger.warning("Plot not drawn: %s", warning)
-    if not images:
+    if not found:
         logger.info("No plots declared in dvc.yaml: no %s artifact", plots.ARTIFACT_KEY)
         return 0
     latest = Artifact.get(plots.ARTIFACT_KEY)  # read before publishing: it is the previous run's
     previous = plots.artifact_images(latest.data) if latest else {}
+    images = {}
+    for plot in found:
+        try:
+            images[plot.name] = plots.draw(plot.spec, previous.get(plot.name))
+        except ValueError as exc:  # a spec vl-convert cannot draw
+            logger.warning("Plot %s not drawn: %s", plot.name, exc)
+    if not images:
+        return 0
+    same = sum(image is previous.get(name) for name, image in images.items())
     previous_at = f"{latest.created:%Y-%m-%d %H:%M:%S %Z}" if previous else None
     markdown = plots.artifact_markdown(images, previous, previous_at)
     create_markdown_artifact(
         key=plots.ARTIFACT_KEY, markdown=markdown,
         description=f"The plots of `{repo}`'s dvc.yaml: this run beside the previous published run's.",
     )
-    logger.info("Plots: %d drawn and published as %r (%d kB) in %.2f s", len(images), plots.ARTIFACT_KEY,
-                len(markdown) // 1000, time.perf_counter() - start)
+    logger.info("Plots: %d published as %r (%d kB; %d drawn, %d as the previous run's) in %.2f s", len(images),
+                plots.ARTIFACT_KEY, len(markdown) // 1000, len(images) - same, same, time.perf_counter() - start)
     return len(images)

@@ -14,8 +14,8 @@ KIT_MODULE = "kit.sweep.trials"  # a process that imports it can run trials
 
 def survey(address: str, timeout: float = CONNECT_TIMEOUT) -> tuple[int, list[str], str | None] | None:
     """The scheduler at `address`: how many workers it has, which of it and them cannot import
-    the kit's code, and its dashboard's address (None where it serves none: Dask serves one only
-    where bokeh is installed); None when no scheduler answers there."""
+    the kit's code, and its dashboard's address (None where it serves none); None when no
+    scheduler answers there."""
     from distributed import Client
 
     url = urlsplit(address)
