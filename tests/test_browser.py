@@ -193,9 +193,14 @@ def test_the_pictures_load_with_a_size_in_chromium_the_run_plots_the_sweep_chart
     built_repo.py("scripts/flow_dvc.py", "--no-show-metrics")
     run = built_repo.py("scripts/flow_dvc.py", "--no-show-metrics").stdout
     plots_page = images_on("pipeline-plots", f"{base}/artifacts/artifact/{artifact(run, 'pipeline-plots')['id']}")
-    assert [alt for alt, _, _ in plots_page] == ["reports/predictions.csv (this run)",
+    assert [alt for alt, _, _ in plots_page] == ["reports/predictions.csv",  # the description's, as on the card
+                                                 "reports/predictions.csv (this run)",
                                                  "reports/predictions.csv (previous run)"]
     assert all(loaded and 300 <= width <= 400 for _, loaded, width in plots_page), plots_page
+    # The run page's Artifacts tab (the V2 UI): this run's picture on the artifact's card.
+    card = images_on("run-artifacts-tab", f"{base}/v2/runs/flow-run/{view_at(run)[1]}?tab=Artifacts")
+    assert [(alt, loaded) for alt, loaded, _ in card] == [("reports/predictions.csv", True)], card
+    assert card[0][2] > 200, card
 
     (built_repo.path / "two.yaml").write_text("objective: accuracy\ngrid:\n  train.C: [0.2, 2.0]\n")
     sweep = built_repo.py("scripts/sweep.py", "two.yaml", "--no-show-metrics").stdout

@@ -92,7 +92,9 @@ def test_each_run_publishes_its_confusion_matrix_beside_the_previous_runs(built_
     assert svg[counts:svg.index("</g>", counts)].count("<text") == 9 and 'width="380"' in svg[:300]
     # No ARIA label per mark (a quarter of the bytes): the <img> has its alt text.
     assert 'aria-roledescription="rect mark"' not in svg
-    assert len(a["data"]) < 60_000  # two pictures of ~20 kB each at most: the server's database stays small
+    # This run's picture in the description too: the run page's Artifacts tab shows it on the card.
+    assert a["description"].endswith(f"![reports/predictions.csv]({this['reports/predictions.csv'].url})")
+    assert len(a["data"]) + len(a["description"]) < 60_000  # 3 pictures of 16 kB: the server's database stays small
 
     second = built_repo.py("scripts/flow_dvc_stages.py", "--no-show-metrics").stdout  # Option C
     b = published(*view_at(second))[plots.ARTIFACT_KEY]

@@ -161,6 +161,13 @@ def artifact_images(markdown: object) -> dict[str, Image]:
     return {m.group("name"): Image(m.group("url"), m.group("digest") or "") for m in IMAGE.finditer(markdown)}
 
 
+def artifact_description(repo: object, images: dict[str, Image]) -> str:
+    """The artifact's description: what it is, and this run's pictures, which the run page's
+    Artifacts tab (Prefect's V2 UI) shows on the artifact's card."""
+    return (f"The plots of `{repo}`'s dvc.yaml, this run's; the artifact shows the previous run's beside.\n\n"
+            + "\n\n".join(f"![{name}]({image.url})" for name, image in images.items()))
+
+
 def artifact_markdown(images: dict[str, Image], previous: dict[str, Image], previous_at: str | None) -> str:
     """The artifact: each plot of this run beside the previous published run's, as images whose
     source is a data URL (the UI shows them with no network and no file server)."""

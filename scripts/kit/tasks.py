@@ -101,10 +101,9 @@ def pipeline_plots(repo: Path) -> int:
     same = sum(image is previous.get(name) for name, image in images.items())
     previous_at = f"{latest.created:%Y-%m-%d %H:%M:%S %Z}" if previous else None
     markdown = plots.artifact_markdown(images, previous, previous_at)
-    create_markdown_artifact(
-        key=plots.ARTIFACT_KEY, markdown=markdown,
-        description=f"The plots of `{repo}`'s dvc.yaml: this run beside the previous published run's.",
-    )
+    description = plots.artifact_description(repo, images)
+    create_markdown_artifact(key=plots.ARTIFACT_KEY, markdown=markdown, description=description)
     logger.info("Plots: %d published as %r (%d kB; %d drawn, %d as the previous run's) in %.2f s", len(images),
-                plots.ARTIFACT_KEY, len(markdown) // 1000, len(images) - same, same, time.perf_counter() - start)
+                plots.ARTIFACT_KEY, (len(markdown) + len(description)) // 1000, len(images) - same, same,
+                time.perf_counter() - start)
     return len(images)
