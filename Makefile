@@ -16,6 +16,8 @@ JOBS ?=
 SWEEP ?=
 ## another DVC repository to run (run-dvc, run-dvc-stages) or sweep; empty: this one
 REPO ?=
+## plots: a git revision or DVC experiment to draw beside the workspace (as dvc plots diff REV); empty: the workspace
+REV ?=
 ## a Dask scheduler, tcp://host:8786, to run the sweep's trials on; empty: threads here
 DASK_ADDRESS ?=
 ## worker processes that dask-start starts here, or that dask-worker adds
@@ -137,6 +139,10 @@ doctor: $(STAMP)
 .PHONY: metrics  ## The metrics as a table, with the change against the last published run and git HEAD
 metrics: $(STAMP)
 	@$(PY) scripts/metrics.py
+
+.PHONY: plots  ## Draw dvc.yaml's plots offline into dvc_plots/index.html, inline SVG (REV=HEAD~1, REPO=path)
+plots: $(STAMP)
+	@$(PY) scripts/plots.py $(if $(REV),--rev $(REV)) $(if $(REPO),--repo $(REPO))
 
 .PHONY: run-dvc  ## Option A: a Prefect flow runs `dvc repro` (FAIL_ONCE=1, SHOW_METRICS=0, REPO=path)
 run-dvc: data

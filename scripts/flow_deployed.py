@@ -31,7 +31,7 @@ from kit.data import restore  # noqa: E402
 from kit.dvc_run import run_dvc  # noqa: E402
 from kit.dvc_yaml import metrics_file  # noqa: E402
 from kit.git import git  # noqa: E402
-from kit.tasks import check_inputs, dvc_repro, metrics_summary  # noqa: E402
+from kit.tasks import check_inputs, dvc_repro, metrics_summary, pipeline_plots  # noqa: E402
 
 GIT_REMOTE = "origin"  # where the clone came from: the deployment's git source
 # The tasks that talk to a remote (DVC's storage, git's origin) retry: a network fails for a moment.
@@ -128,7 +128,9 @@ async def deployed_pipeline() -> None:
         pull_data(repo)
         check_inputs(repo)
         dvc_repro(repo)
+        plotted = pipeline_plots.submit(repo)  # drawn while the metrics are published
         metrics_summary(metrics_file(repo))
+        plotted.result()
         name = save_experiment(repo)
         pushed = push_outputs(repo)
         push_experiment(repo, name, outputs_pushed=pushed)

@@ -18,7 +18,7 @@ from prefect import flow  # noqa: E402
 
 from kit import runs  # noqa: E402
 from kit.dvc_yaml import is_kit_pipeline, metrics_file  # noqa: E402
-from kit.tasks import check_inputs, dvc_repro, metrics_summary  # noqa: E402
+from kit.tasks import check_inputs, dvc_repro, metrics_summary, pipeline_plots  # noqa: E402
 
 
 # async: Prefect then ends the run without waiting for its heartbeat thread (kit/runs.py)
@@ -29,7 +29,9 @@ async def dvc_pipeline(repo: Path = project.ROOT, fail_once: bool = False, show_
         if is_kit_pipeline(repo):
             check_inputs(repo)
         dvc_repro(repo, fail_once=fail_once)
+        plotted = pipeline_plots.submit(repo)  # drawn while the metrics are published
         metrics_summary(metrics_file(repo), show=show_metrics)
+        plotted.result()
 
 
 def main(argv: list[str]) -> int:

@@ -32,8 +32,11 @@ from kit.dvc_graph import Plan, read_plan  # noqa: E402
 from kit.dvc_internals import repro_outcome  # noqa: E402
 from kit.dvc_run import run_dvc  # noqa: E402
 from kit.dvc_yaml import is_kit_pipeline, metrics_file  # noqa: E402
+from kit.progress import Progress  # noqa: E402
 from kit.retries import fail_first_attempt, retry_demo_failure  # noqa: E402
-from kit.tasks import check_inputs, metrics_summary  # noqa: E402
+from kit.tasks import check_inputs, metrics_summary, pipeline_plots  # noqa: E402
+
+PROGRESS_KEY = "pipeline-progress"  # stages done out of all, on the run while it runs
 
 
 class StagesFailed(RuntimeError):
@@ -74,10 +77,10 @@ def dvc_stage(repo: Path, address: str, stale: bool, fail_once: bool = False) ->
     return None
 
 
-def run_in_dependency_order(plan: Plan, submit) -> dict[str, PrefectFuture]:
+def run_in_dependency_order(plan: Plan, submit, on_done=lambda address, future: None) -> dict[str, PrefectFuture]:
     """Submit each stage as soon as its own upstream stages have finished (no waves), and wait
-    for them all. A stage submitted earlier would hold a worker while it waits, and an
-    independent stage would queue behind it."""
+    for them all; `on_done` hears of each as it finishes. A stage submitted earlier would hold a
+    worker while it waits, and an independent stage would queue behind it."""
     futures: dict[str, PrefectFuture] = {}
     finished: set[str] = set()
     while len(finished) < len(plan.order):
@@ -86,7 +89,9 @@ def run_in_dependency_order(plan: Plan, submit) -> dict[str, PrefectFuture]:
                 futures[address] = submit(address, [futures[u] for u in plan.upstream[address]])
         done = next(as_completed([f for a, f in futures.items() if a not in finished]))
         done.wait()
-        finished.add(next(a for a, f in futures.items() if f is done))
+        address = next(a for a, f in futures.items() if f is done)
+        finished.add(address)
+        on_done(address, done)
     return futures
 
 
@@ -119,9 +124,13 @@ async def dvc_stages_pipeline(repo: Path = project.ROOT, fail_once: bool = False
             return dvc_stage.with_options(name=address).submit(
                 repo, address, plan.stale[address], fail_once=fail_once and address == demo, wait_for=wait_for)
 
-        futures = run_in_dependency_order(plan, submit)
+        progress = Progress(PROGRESS_KEY, "stage", len(plan.order), f"Pipeline {repo.name!r}")
+        futures = run_in_dependency_order(
+            plan, submit, on_done=lambda address, future: progress.done(f"{address} {future.state.name}"))
         raise_unless_completed(futures)
+        plotted = pipeline_plots.submit(repo)  # drawn while the metrics are published
         metrics_summary(metrics_file(repo), show=show_metrics)
+        plotted.result()
 
 
 def main(argv: list[str]) -> int:

@@ -21,7 +21,7 @@ from kit import runs  # noqa: E402
 from kit.dvc_yaml import Stage, metrics_file, read_stages, upstream  # noqa: E402
 from kit.retries import fail_first_attempt, retry_demo_failure  # noqa: E402
 from kit.stage_cache import Outputs, StageCache, outputs_state, run_cached  # noqa: E402
-from kit.tasks import metrics_summary  # noqa: E402
+from kit.tasks import metrics_summary, pipeline_plots  # noqa: E402
 from mltoy.params import Params, load_params  # noqa: E402
 
 
@@ -51,7 +51,9 @@ async def stage_pipeline(params_path: Path = project.ROOT / project.PARAMS, fail
             done[name] = await run_cached(run_stage.with_options(name=name), stages[name], params,
                                           fail_once=fail_once and name == demo, wait_for=[done[u] for u in after])
         last = [done[name] for name in graph if not any(name in after for after in graph.values())]
+        plotted = pipeline_plots.submit(repo, wait_for=last)  # drawn while the metrics are published
         metrics_summary(metrics_file(repo), show=show_metrics, wait_for=last)
+        plotted.result()
 
 
 def main(argv: list[str]) -> int:

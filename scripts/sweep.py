@@ -18,6 +18,7 @@ Ctrl-C stops the sweep: every experiment recorded by then is whole, and nothing 
 
 from __future__ import annotations
 
+import csv
 import os
 import sys
 from pathlib import Path
@@ -27,15 +28,17 @@ from kit import project
 project.enter()  # first: Prefect reads prefect.toml from the project root when it is imported
 
 from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.artifacts import create_table_artifact  # noqa: E402
+from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.futures import PrefectFuture, as_completed  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
-from kit import runs  # noqa: E402
+from kit import plots, runs  # noqa: E402
 from kit.dvc_run import stage_env  # noqa: E402
 from kit.dvc_yaml import is_kit_pipeline, metrics_file  # noqa: E402
+from kit.progress import Progress  # noqa: E402
 from kit.sweep import run  # noqa: E402
+from kit.sweep.chart import chart_spec  # noqa: E402
 from kit.sweep.cluster import check_cluster  # noqa: E402
 from kit.sweep.plan import StageJob  # noqa: E402
 from kit.sweep.results import Row, format_table, metric_names, ranked  # noqa: E402
@@ -45,6 +48,12 @@ from kit.sweep.trials import StageResult, run_stage_job  # noqa: E402
 from mltoy import InputError  # noqa: E402
 
 ARTIFACT_KEY = "sweep-results"
+CHART_KEY = "sweep-chart"
+PROGRESS_KEY = "sweep-progress"
+# The results at full precision and the chart, per sweep: in DVC's own untracked folder, as the
+# sweep leaves the workspace as it found it.
+RESULTS_DIR = Path(".dvc/tmp/kit-sweeps")
+CHART_WIDTH = 800  # pixels: the artifact page's width in a 1400-pixel-wide window
 
 
 class TrialsFailed(RuntimeError):
@@ -98,15 +107,32 @@ def record(made: run.Setup, trial: run.Trial) -> Row:
 
 
 @task(name="sweep results", cache_policy=NO_CACHE)
-def publish_results(sweep: Sweep, rows: list[Row], show: bool = True) -> None:
-    """Publish the table artifact `sweep-results` (one row per trial, best first), name the best
-    trial in the log, and with `show` print the table; fail when some trials failed."""
+def publish_results(sweep: Sweep, rows: list[Row], out_dir: Path, show: bool = True) -> None:
+    """Publish the table artifact `sweep-results` (one row per trial, best first) and the chart
+    `sweep-chart` (the objective against each swept key), write both to `out_dir` (the results at
+    full precision), name the best trial in the log, and with `show` print the table; fail when
+    some trials failed."""
     logger = get_run_logger()
     objective = sweep.objective
     rows = ranked(rows, objective)
     names = metric_names(rows, objective)
-    create_table_artifact(key=ARTIFACT_KEY, table=[row.as_dict(names) for row in rows],
+    table = [row.as_dict(names) for row in rows]
+    create_table_artifact(key=ARTIFACT_KEY, table=[row.as_dict(names, digits=4) for row in rows],
                           description=f"Sweep {sweep.name!r}: one row per trial, best {objective} first.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = out_dir / f"{sweep.name}.csv"
+    with results.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(table[0]) if table else ["trial"])
+        writer.writeheader()
+        writer.writerows(table)
+    spec = chart_spec(rows, objective, f"Sweep {sweep.name}: {objective} of {len(rows)} trials")
+    if spec is not None:
+        results.with_suffix(".svg").write_text(plots.to_svg(spec), encoding="utf-8")
+        image = plots.data_url(plots.fit(plots.to_svg(spec, aria=False), CHART_WIDTH))
+        create_markdown_artifact(
+            key=CHART_KEY, markdown=f"![sweep {sweep.name}]({image})\n",
+            description=f"Sweep {sweep.name!r}: {objective} against each swept key, a series per value of the others.")
+    logger.info("Results: %s%s", results, f" and {results.with_suffix('.svg').name}" if spec else "")
     if show:
         print(format_table(rows, objective), flush=True)
     best = rows[0] if rows and objective in rows[0].metrics else None
@@ -121,10 +147,14 @@ def publish_results(sweep: Sweep, rows: list[Row], show: bool = True) -> None:
 # async: Prefect then ends the run without waiting for its heartbeat thread (kit/runs.py)
 @flow(name="Parameter sweep")
 async def parameter_sweep(sweep_file: Path = project.ROOT / "sweep.yaml", repo: Path = project.ROOT,
-                          show_results: bool = True, on_dask: bool = False) -> None:
+                          show_results: bool = True, on_dask: bool = False, dashboard: str | None = None) -> None:
     with runs.pipeline_run(repo):
+        if on_dask:
+            # Without bokeh (the kit does not install it) the page says so; /info/main/workers.html still works.
+            get_run_logger().info("Dask dashboard: %s", dashboard or "none (the scheduler serves none)")
         sweep = read_sweep(sweep_file, repo)
         made = plan_sweep(repo, on_dask)
+        progress = Progress(PROGRESS_KEY, "trial", len(sweep.points), f"Sweep {sweep.name!r}")
         env = None if own_pipeline(repo) else stage_env(repo)  # another repository's cmds: the user's environment
         folder_in = None if on_dask else repo / ".dvc" / "tmp"  # beside DVC's cache: inputs are hard links
 
@@ -132,8 +162,9 @@ async def parameter_sweep(sweep_file: Path = project.ROOT / "sweep.yaml", repo: 
             return stage_run.submit(job, name, made.store, made.payload(job), made.metrics_file, env,
                                     isolate=not on_dask, folder_in=folder_in)
 
-        rows = run.run_trials(made, sweep.points, submit, outcome, lambda trial: record(made, trial), as_completed)
-        publish_results(sweep, rows, show_results)
+        rows = run.run_trials(made, sweep.points, submit, outcome, lambda trial: record(made, trial), as_completed,
+                              on_done=lambda row: progress.done(row.summary(sweep.objective)))
+        publish_results(sweep, rows, repo / RESULTS_DIR, show_results)
 
 
 def outcome(future: PrefectFuture) -> StageResult | BaseException:
@@ -169,15 +200,15 @@ def main(argv: list[str]) -> int:
     if args.dask_address:
         from prefect_dask import DaskTaskRunner
 
-        check_cluster(args.dask_address)
+        dashboard = check_cluster(args.dask_address)
         runner = DaskTaskRunner(address=args.dask_address)
         # Without a server, each Dask worker would start a temporary Prefect server of its own.
         needs_server = "a sweep on a Dask cluster (its workers report to it)"
     else:
-        runner, needs_server = ThreadPoolTaskRunner(max_workers=args.jobs), None
+        runner, needs_server, dashboard = ThreadPoolTaskRunner(max_workers=args.jobs), None, None
     return runs.run_flow(parameter_sweep.with_options(task_runner=runner), server_needed_by=needs_server,
                          sweep_file=sweep_file, repo=args.repo, show_results=args.show_metrics,
-                         on_dask=bool(args.dask_address))
+                         on_dask=bool(args.dask_address), dashboard=dashboard)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def test_caching_follows_dvcs_rule(repo):
     # The UI draws the DAG of dvc.yaml: each task waits on the stages whose outputs it reads.
     assert upstream(*view_at(first)) == {
         "prepare": set(), "train": {"prepare"}, "evaluate": {"prepare", "train"},
-        "metrics summary": {"evaluate"},
+        "metrics summary": {"evaluate"}, "pipeline plots": {"evaluate"},
     }
     assert repo.tracked_changes() == ""  # same bytes as dvc.lock and the committed reports
     s1 = snapshot(repo)

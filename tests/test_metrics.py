@@ -29,7 +29,7 @@ def test_artifact_table_shows_value_previous_and_change():
 def test_a_published_table_reads_back_and_anything_else_under_the_key_does_not():
     values = {"accuracy": 0.8444444444444444, "f1_macro": 0.8442714126807563}
     published = json.dumps(metrics.artifact_table(values, {"accuracy": 0.5}))  # what Prefect stores
-    assert metrics.artifact_values(published) == values
+    assert metrics.artifact_values(published) == {"accuracy": 0.8444, "f1_macro": 0.8443}  # as the tables show
     for foreign in (None, "# a markdown report", "not json {", '{"accuracy": [0.9]}', '[["accuracy", 0.9]]',
                     '[{"metric": "accuracy", "value": "high"}]', '[{"metric": "ok", "value": true}]'):
         assert metrics.artifact_values(foreign) is None, foreign
@@ -83,12 +83,14 @@ def test_every_run_publishes_the_metrics_artifact_with_the_change_against_the_pr
     assert "Metrics:" not in out and "f1_macro" not in out  # show_metrics gates only these
     _, run_id = view_at(out)
     _, published = api(port, "POST", "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run_id]}}})
-    assert [(a["key"], a["type"]) for a in published] == [(metrics.ARTIFACT_KEY, "table")]
+    published.sort(key=lambda a: a["key"] != metrics.ARTIFACT_KEY)
+    assert [(a["key"], a["type"]) for a in published] == [(metrics.ARTIFACT_KEY, "table"),
+                                                          ("pipeline-plots", "markdown")]
     values = json.loads(built_repo.read("reports/metrics.json"))
     assert json.loads(published[0]["data"]) == [
-        {"metric": "accuracy", "value": values["accuracy"], "previous": 0.5,
+        {"metric": "accuracy", "value": round(values["accuracy"], 4), "previous": 0.5,
          "change": f"{values['accuracy'] - 0.5:+.4f}"},
-        {"metric": "f1_macro", "value": values["f1_macro"], "previous": None, "change": "new"},
+        {"metric": "f1_macro", "value": round(values["f1_macro"], 4), "previous": None, "change": "new"},
     ]
     seeded_at = datetime.fromisoformat(seeded["created"].replace("Z", "+00:00"))
     assert published[0]["description"] == (

@@ -192,7 +192,8 @@ def test_client_and_server_agree_on_the_port_and_the_run_is_on_the_server(built_
     assert status == 200 and flow_run["name"] == flow_run_name(run)
     assert flow_run["state_type"] == "COMPLETED"
     _, tasks = api(port, "POST", "/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}})
-    assert sorted(t["name"].rsplit("-", 1)[0] for t in tasks) == ["check inputs", "dvc repro", "metrics summary"]
+    assert sorted(t["name"].rsplit("-", 1)[0] for t in tasks) == ["check inputs", "dvc repro", "metrics summary",
+                                                                   "pipeline plots"]
     # No temporary server ran for this home: it has no database of its own.
     assert not (Path(built_repo.env["PREFECT_HOME"]) / "prefect.db").exists()
     assert_quiet(run)

@@ -5,10 +5,13 @@ a cached rerun; a failing trial; Ctrl-C; and a real Dask cluster of two workers 
 
 from __future__ import annotations
 
+import base64
+import csv
 import json
 import os
 import re
 import shutil
+import random
 import signal
 import subprocess
 import time
@@ -19,8 +22,11 @@ import pytest
 import yaml
 
 from conftest import MAKE, PY, ROOT, Repo, api, copy_kit, copy_repo, free_port, view_at
+from kit import plots
 from kit.processes import stop_group
-from kit.sweep.spec import OBJECTIVES, SweepError, load_sweep
+from kit.sweep.chart import chart_spec
+from kit.sweep.results import Row
+from kit.sweep.spec import OBJECTIVES, Point, SweepError, load_sweep
 
 FOUR = "objective: accuracy\ngrid:\n  train.C: [0.1, 1.0]\n  preprocess.standardize: [true, false]\n"
 FOUR_NAMES = {f"four-C={c}-standardize={s}" for c in ("0.1", "1.0") for s in ("true", "false")}
@@ -185,10 +191,56 @@ def test_every_trial_is_a_dvc_experiment_with_its_params_and_metrics(swept):
         exp = shown[row["trial"]]
         assert exp["params"]["train"] == {"C": row["train.C"], "max_iter": 200}
         assert exp["params"]["preprocess"] == {"standardize": row["preprocess.standardize"]}
-        assert exp["metrics"] == {name: row[name] for name in OBJECTIVES}
+        assert {name: round(v, 4) for name, v in exp["metrics"].items()} == {name: row[name] for name in OBJECTIVES}
     best = rows[0]["trial"]
     assert (f"Best trial: {best} (accuracy {rows[0]['accuracy']:.4f}); "
             f"to bring it to the workspace: dvc exp apply {best}") in swept.output
+
+
+def test_the_sweep_shows_its_progress_and_its_chart_and_keeps_its_results_whole(swept):
+    port, run_id = view_at(swept.output)
+    done = re.findall(r"^trial (\d)/4 done: (four-\S+) Completed, accuracy=(0\.\d{4})$", swept.output, flags=re.M)
+    assert [int(n) for n, _, _ in done] == [1, 2, 3, 4] and {name for _, name, _ in done} == FOUR_NAMES
+    _, found = api(port, "POST", "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run_id]}}})
+    artifacts = {a["key"]: a for a in found}
+    assert artifacts["sweep-progress"]["type"] == "progress" and artifacts["sweep-progress"]["data"] == 100.0
+    assert "trial 4/4 done" in artifacts["sweep-progress"]["description"]
+    chart = artifacts["sweep-chart"]
+    assert chart["type"] == "markdown" and chart["data"].startswith("![sweep four](data:image/svg+xml;base64,")
+    svg = base64.b64decode(chart["data"].split(",", 1)[1].rstrip(")\n")).decode()
+    assert "accuracy against train.C" in svg and "accuracy against preprocess.standardize" in svg
+    assert svg.count('class="mark-line role-mark') == 4  # 2 series in each of 2 panels
+    # On disk, beside DVC's other untracked files: the chart, and the results at full precision.
+    folder = swept.repo.path / ".dvc" / "tmp" / "kit-sweeps"
+    assert (folder / "four.svg").read_text().startswith("<svg")
+    with (folder / "four.csv").open() as f:
+        kept = {row["trial"]: float(row["accuracy"]) for row in csv.DictReader(f)}
+    shown = {row["trial"]: row["accuracy"] for row in results(swept.output)}
+    assert kept.keys() == shown.keys() == FOUR_NAMES
+    assert all(round(kept[t], 4) == shown[t] for t in kept) and any(len(str(v)) > 6 for v in kept.values())
+
+
+def test_the_chart_draws_a_grid_as_lines_and_a_random_search_as_points():
+    grid = [Row(f"g{i}", {"train.C": c, "preprocess.standardize": s}, "Completed", {"accuracy": 0.9 + c / 100})
+            for i, (c, s) in enumerate((c, s) for c in (0.01, 0.1, 1.0, 10.0) for s in (True, False))]
+    spec = chart_spec(grid, "accuracy", "grid")
+    by_c, by_standardize = spec["hconcat"]
+    assert by_c["mark"]["type"] == "line" and by_c["encoding"]["x"]["scale"] == {"type": "log"}
+    assert by_c["encoding"]["color"]["title"] == "standardize"
+    assert {d["series"] for d in by_c["data"]["values"]} == {"standardize=true", "standardize=false"}
+    assert by_standardize["encoding"]["x"]["type"] == "nominal"
+    assert {d["x"] for d in by_standardize["data"]["values"]} == {"true", "false"}
+    rng = random.Random(1)
+    search = [Row(f"r{i}", {"train.C": rng.uniform(0.1, 5), "train.max_iter": rng.randint(50, 500),
+                            "preprocess.standardize": rng.random() < 0.5}, "Completed", {"accuracy": rng.random()})
+              for i in range(12)]
+    panels = chart_spec(search + [Row.failed(Point("bad", {}, {}), ValueError("x"))], "accuracy", "random")["hconcat"]
+    assert len(panels) == 3
+    for panel in panels:  # every trial its own series: points, no legend
+        assert panel["mark"]["type"] == "point" and "color" not in panel["encoding"]
+        assert len(panel["data"]["values"]) == 12
+    assert chart_spec([], "accuracy", "none") is None
+    assert plots.to_svg(spec).count('aria-roledescription="line mark"') == 6  # 2 + 4 series
 
 
 def test_trials_share_each_stage_run_their_params_do_not_change(swept):
@@ -465,6 +517,7 @@ def test_on_dask_without_a_remote_the_files_go_through_dask_and_the_sweep_says_s
     (built_repo.path / "two.yaml").write_text("objective: accuracy\ngrid:\n  train.C: [0.2, 2.0]\n")
     run = make(built_repo, "sweep", "SWEEP=two.yaml", f"DASK_ADDRESS={address}")
     assert "No default DVC remote: each stage run's files go through Dask with it (3.9 kB of data" in run.stdout
+    assert re.search(r"Dask dashboard: http://127\.0\.0\.1:\d+/status$", run.stdout, flags=re.M)
     assert {row["state"] for row in results(run.stdout)} == {"Completed"} and len(experiments(built_repo)) == 2
     assert "Data and pipelines are up to date." in dvc(built_repo, "status")
 

@@ -14,6 +14,7 @@ from kit.dotted import flatten
 
 # One key for every run of every flow: the UI's Artifacts page keeps the history under it.
 ARTIFACT_KEY = "pipeline-metrics"
+DIGITS = 4  # decimals the tables show
 
 
 class MetricsError(ValueError):
@@ -74,14 +75,15 @@ def format_table(values: dict[str, float], baselines: dict[str, dict[str, float]
 def artifact_table(values: dict[str, float], previous: dict[str, float] | None) -> list[dict[str, object]]:
     """The artifact's rows: metric, value, the previous run's value and the change.
 
-    Values stay numbers (`artifact_values` reads them back next run); the change is text, signed
+    Values stay numbers (`artifact_values` reads them back next run), rounded to 4 decimals as
+    the terminal table shows them (the metrics file keeps them whole); the change is text, signed
     like the terminal table's, or "new" for a metric the previous run did not publish.
     """
     rows = []
     for name, value in sorted(values.items()):
         before = (previous or {}).get(name)
         change = "" if previous is None else "new" if before is None else f"{value - before:+.4f}"
-        rows.append({"metric": name, "value": value, "previous": before, "change": change})
+        rows.append({"metric": name, "value": round(value, DIGITS), "previous": before, "change": change})
     return rows
 
 

@@ -1,15 +1,16 @@
 """The tasks the flows share: "check inputs" before DVC runs, "dvc repro" (Option A and the
-deployed pipeline), "metrics summary" at the end."""
+deployed pipeline), "metrics summary" and "pipeline plots" at the end."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from prefect import get_run_logger, task
-from prefect.artifacts import Artifact, create_table_artifact
+from prefect.artifacts import Artifact, create_markdown_artifact, create_table_artifact
 
-from kit import data_checks, metrics
+from kit import data_checks, metrics, plots
 from kit.dvc_run import run_dvc
 from kit.dvc_yaml import read_stages
 from kit.project import PARAMS
@@ -67,3 +68,42 @@ def metrics_summary(metrics_path: Path | None, show: bool = True) -> dict[str, f
         logger.info("Metrics: %s", json.dumps(values))
         print(metrics.format_table(values), flush=True)
     return values
+
+
+@task(name="pipeline plots")
+def pipeline_plots(repo: Path) -> int:
+    """Publish the plots dvc.yaml declares, drawn here (kit/plots.py), as a markdown artifact: each
+    beside the previous published run's. Returns how many; none declared: no artifact.
+
+    Like the metrics, a plot it cannot draw is a warning, not a failure: the pipeline has finished."""
+    logger = get_run_logger()
+    start = time.perf_counter()
+    try:
+        found, warnings = plots.dvc_plots(repo)
+    except plots.PlotsError as exc:
+        logger.warning("No plots drawn: %s", exc)
+        return 0
+    for warning in warnings:
+        logger.warning("Plot not drawn: %s", warning)
+    if not found:
+        logger.info("No plots declared in dvc.yaml: no %s artifact", plots.ARTIFACT_KEY)
+        return 0
+    latest = Artifact.get(plots.ARTIFACT_KEY)  # read before publishing: it is the previous run's
+    previous = plots.artifact_images(latest.data) if latest else {}
+    images = {}
+    for plot in found:
+        try:
+            images[plot.name] = plots.draw(plot.spec, previous.get(plot.name))
+        except ValueError as exc:  # a spec vl-convert cannot draw
+            logger.warning("Plot %s not drawn: %s", plot.name, exc)
+    if not images:
+        return 0
+    same = sum(image is previous.get(name) for name, image in images.items())
+    previous_at = f"{latest.created:%Y-%m-%d %H:%M:%S %Z}" if previous else None
+    markdown = plots.artifact_markdown(images, previous, previous_at)
+    description = plots.artifact_description(repo, images)
+    create_markdown_artifact(key=plots.ARTIFACT_KEY, markdown=markdown, description=description)
+    logger.info("Plots: %d published as %r (%d kB; %d drawn, %d as the previous run's) in %.2f s", len(images),
+                plots.ARTIFACT_KEY, (len(markdown) + len(description)) // 1000, len(images) - same, same,
+                time.perf_counter() - start)
+    return len(images)

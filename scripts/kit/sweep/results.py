@@ -28,11 +28,23 @@ class Row:
         first_line = next(iter(str(exc).strip().splitlines()), "")
         return cls(point.name, point.values, "Failed", error=f"{type(exc).__name__}: {first_line}")
 
-    def as_dict(self, metric_names: list[str]) -> dict[str, Any]:
-        """The row as the artifact shows it: every row has the same columns."""
+    def as_dict(self, metric_names: list[str], digits: int | None = None) -> dict[str, Any]:
+        """The row with the same columns as every other; `digits`: metrics rounded, as the
+        artifact shows them (the results file keeps them whole)."""
         metrics = {name: self.metrics.get(name) for name in metric_names}
+        if digits is not None:
+            metrics = {name: None if v is None else round(v, digits) for name, v in metrics.items()}
+        seconds = self.seconds if digits is None or self.seconds is None else round(self.seconds, 2)
         return {"trial": self.name, **self.values, **metrics, "state": self.state,
-                "seconds": self.seconds, "worker": self.worker, "error": self.error}
+                "seconds": seconds, "worker": self.worker, "error": self.error}
+
+
+    def summary(self, objective: str) -> str:
+        """One line: the trial and its objective, or how it failed."""
+        if self.state == "Failed":
+            return f"{self.name} Failed ({self.error})"
+        value = self.metrics.get(objective)
+        return f"{self.name} {self.state}" + (f", {objective}={value:.4f}" if value is not None else "")
 
 
 def metric_names(rows: list[Row], objective: str) -> list[str]:
