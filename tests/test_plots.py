@@ -100,10 +100,16 @@ def test_each_run_publishes_its_confusion_matrix_beside_the_previous_runs(built_
     b = published(*view_at(second))[plots.ARTIFACT_KEY]
     assert "| this run | previous published run (" in b["data"]
     assert f"![reports/predictions.csv (previous run)]({this['reports/predictions.csv'].url})" in b["data"]
-    # Drawn from the same data as the previous run's: not drawn again.
-    assert re.search(r"Plots: 1 published as 'pipeline-plots' \(\d+ kB; 0 drawn, 1 as the previous run's\)", second)
+    # A no-op: nothing the plots are drawn from changed, so neither DVC nor vl-convert is asked.
+    assert re.search(r"Plots: 1 published as 'pipeline-plots' \(\d+ kB; unchanged: nothing they are drawn "
+                     r"from changed since the previous run\)", second)
     assert plots.artifact_images(b["data"]) == this
     assert len(svg_images(b["data"])) == 2
+    # New outputs: DVC gives the plots again, and a picture drawn from the same data is reused.
+    built_repo.set_param("train.C", 0.7)
+    third = built_repo.py("scripts/flow_dvc.py", "--no-show-metrics").stdout
+    assert re.search(r"Plots: 1 published as 'pipeline-plots' \(\d+ kB; [01] drawn, [01] as the previous run's\)",
+                     third)
 
     # A repository that declares no plots: the run goes on, and publishes none.
     other = tmp_path / "no-plots"

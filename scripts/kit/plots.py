@@ -16,10 +16,56 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
+from kit.git import git
+
 # One key for every run of every flow, as the metrics' table: the UI keeps the history under it.
 ARTIFACT_KEY = "pipeline-plots"
 THIS_RUN = "this run"
 CELL_WIDTH = 380  # pixels: two side by side fit the artifact page in a 1400-pixel-wide window
+
+
+def source_key(repo: Path) -> str:
+    """What the plots of `repo` are drawn from, as DVC's own state database sees a file: the text
+    of each dvc.yaml and dvc.lock git knows (and the root's), and the stat (size, mtime) of every
+    output dvc.lock records and of every file a top-level `plots:` entry names. A run that leaves
+    all of it as the previous run found it (a no-op) has the previous run's plots, so it need not
+    ask DVC (`dvc plots show`, 1.5 s) nor draw them again."""
+    listed = git(repo, "ls-files", "--", "dvc.yaml", "dvc.lock", "*/dvc.yaml", "*/dvc.lock", check=False)
+    files = sorted({"dvc.yaml", "dvc.lock", *(listed or "").splitlines()})
+    seen: list[object] = [str(repo.resolve()), CELL_WIDTH]
+    for name in files:
+        path = repo / name
+        if not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        seen.append([name, text])
+        try:
+            declared = yaml.safe_load(text) or {}
+        except yaml.YAMLError:
+            continue  # DVC will say what is wrong with it
+        if not isinstance(declared, dict):
+            continue
+        named = _strings(declared.get("plots")) if path.name == "dvc.yaml" else [
+            out.get("path") for stage in (declared.get("stages") or {}).values() if isinstance(stage, dict)
+            for out in stage.get("outs") or () if isinstance(out, dict)]
+        for file in named:
+            if isinstance(file, str) and (path.parent / file).exists():
+                stat = (path.parent / file).stat()
+                seen.append([name, file, stat.st_size, stat.st_mtime_ns])
+    return hashlib.sha256(json.dumps(seen).encode()).hexdigest()[:16]
+
+
+def _strings(value: object) -> list[str]:
+    """Every string in a YAML value, keys included: a plot's files hide in both."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 class PlotsError(ValueError):
@@ -153,6 +199,16 @@ IMAGE = re.compile(r"!\[(?P<name>[^\]]*) \(" + THIS_RUN + r"\)\]\((?P<url>data:i
                    r'(?: "(?P<digest>[0-9a-f]*)")?\)')
 
 
+# The source key in the artifact: a link reference definition, which markdown does not render.
+SOURCE = re.compile(r"^\[pipeline-plots-source\]: #(?P<key>[0-9a-f]+)$", re.M)
+
+
+def artifact_source(markdown: object) -> str | None:
+    """The source key (source_key) of a published `pipeline-plots` artifact, if it has one."""
+    found = SOURCE.search(markdown) if isinstance(markdown, str) else None
+    return found.group("key") if found else None
+
+
 def artifact_images(markdown: object) -> dict[str, Image]:
     """Each plot's image of this run in a published `pipeline-plots` artifact, by plot name;
     nothing where the artifact holds something else."""
@@ -168,7 +224,8 @@ def artifact_description(repo: object, images: dict[str, Image]) -> str:
             + "\n\n".join(f"![{name}]({image.url})" for name, image in images.items()))
 
 
-def artifact_markdown(images: dict[str, Image], previous: dict[str, Image], previous_at: str | None) -> str:
+def artifact_markdown(images: dict[str, Image], previous: dict[str, Image], previous_at: str | None,
+                      source: str) -> str:
     """The artifact: each plot of this run beside the previous published run's, as images whose
     source is a data URL (the UI shows them with no network and no file server)."""
     before = f"previous published run ({previous_at})" if previous_at else "previous published run"
@@ -178,4 +235,5 @@ def artifact_markdown(images: dict[str, Image], previous: dict[str, Image], prev
         old = f"![{name} (previous run)]({previous[name].url})" if name in previous else "none published"
         parts.append(f"### {name}\n\n| {THIS_RUN} | {before} |\n| --- | --- |\n"
                      f'| ![{name} ({THIS_RUN})]({image.url} "{image.digest}") | {old} |')
+    parts.append(f"[pipeline-plots-source]: #{source}")
     return "\n\n".join(parts) + "\n"

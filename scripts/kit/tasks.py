@@ -78,32 +78,37 @@ def pipeline_plots(repo: Path) -> int:
     Like the metrics, a plot it cannot draw is a warning, not a failure: the pipeline has finished."""
     logger = get_run_logger()
     start = time.perf_counter()
-    try:
-        found, warnings = plots.dvc_plots(repo)
-    except plots.PlotsError as exc:
-        logger.warning("No plots drawn: %s", exc)
-        return 0
-    for warning in warnings:
-        logger.warning("Plot not drawn: %s", warning)
-    if not found:
-        logger.info("No plots declared in dvc.yaml: no %s artifact", plots.ARTIFACT_KEY)
-        return 0
+    source = plots.source_key(repo)
     latest = Artifact.get(plots.ARTIFACT_KEY)  # read before publishing: it is the previous run's
     previous = plots.artifact_images(latest.data) if latest else {}
-    images = {}
-    for plot in found:
+    if previous and plots.artifact_source(latest.data) == source:
+        images = previous  # nothing the plots are drawn from changed since: no DVC, no drawing
+    else:
         try:
-            images[plot.name] = plots.draw(plot.spec, previous.get(plot.name))
-        except ValueError as exc:  # a spec vl-convert cannot draw
-            logger.warning("Plot %s not drawn: %s", plot.name, exc)
-    if not images:
-        return 0
+            found, warnings = plots.dvc_plots(repo)
+        except plots.PlotsError as exc:
+            logger.warning("No plots drawn: %s", exc)
+            return 0
+        for warning in warnings:
+            logger.warning("Plot not drawn: %s", warning)
+        if not found:
+            logger.info("No plots declared in dvc.yaml: no %s artifact", plots.ARTIFACT_KEY)
+            return 0
+        images = {}
+        for plot in found:
+            try:
+                images[plot.name] = plots.draw(plot.spec, previous.get(plot.name))
+            except ValueError as exc:  # a spec vl-convert cannot draw
+                logger.warning("Plot %s not drawn: %s", plot.name, exc)
+        if not images:
+            return 0
     same = sum(image is previous.get(name) for name, image in images.items())
     previous_at = f"{latest.created:%Y-%m-%d %H:%M:%S %Z}" if previous else None
-    markdown = plots.artifact_markdown(images, previous, previous_at)
+    markdown = plots.artifact_markdown(images, previous, previous_at, source)
     description = plots.artifact_description(repo, images)
     create_markdown_artifact(key=plots.ARTIFACT_KEY, markdown=markdown, description=description)
-    logger.info("Plots: %d published as %r (%d kB; %d drawn, %d as the previous run's) in %.2f s", len(images),
-                plots.ARTIFACT_KEY, (len(markdown) + len(description)) // 1000, len(images) - same, same,
-                time.perf_counter() - start)
+    how = ("unchanged: nothing they are drawn from changed since the previous run" if images is previous
+           else f"{len(images) - same} drawn, {same} as the previous run's")
+    logger.info("Plots: %d published as %r (%d kB; %s) in %.2f s", len(images), plots.ARTIFACT_KEY,
+                (len(markdown) + len(description)) // 1000, how, time.perf_counter() - start)
     return len(images)
