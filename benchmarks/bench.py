@@ -79,7 +79,7 @@ class Cases:
             "make run-dvc, no-op": (make("run-dvc"), kit, None),
             "python -c pass": ([PY, "-c", "pass"], kit, None),
             "python: import flow_dvc (Prefect, the kit)": ([PY, "-c", IMPORTS], kit, None),
-            "make data (run-dvc's prerequisite)": (["make", "-s", "data"], kit, None),
+            "flow_dvc.py, no-op (no make)": ([PY, "scripts/flow_dvc.py", "--no-show-metrics"], kit, None),
             "make run-stages, full": (make("run-stages"), kit, new_params),
             "make run-stages, cached": (make("run-stages"), kit, None),
             "make run-dvc-stages, full": (make("run-dvc-stages"), kit, new_params),
@@ -148,15 +148,17 @@ def noop_phases(kit: Kit) -> dict[str, float]:
 
 def noop_breakdown(kit: Kit, runs: int, medians: dict[str, float]) -> dict[str, float]:
     """Where a no-op Option A run's time goes, in seconds: the medians of `runs` runs' phases, and
-    the part before the flow run split by the cases timed on their own (make's prerequisite, the
-    interpreter, the imports); what is left of it is the connection probe, the client and the
-    flow run's creation. The dvc repro task holds a bare `dvc repro` no-op."""
+    the part before the flow run split by the cases timed on their own (make and what it runs
+    first: `make run-dvc` less the script run alone; the interpreter; the imports); what is left
+    of it is the connection probe, the client and the flow run's creation. The dvc repro task
+    holds a bare `dvc repro` no-op."""
     samples = [noop_phases(kit) for _ in range(runs)]
     phases = {name: statistics.median(s[name] for s in samples) for name in samples[0]}
     before = phases.pop("before the flow run is created")
-    make_data, python = medians["make data (run-dvc's prerequisite)"], medians["python -c pass"]
+    make_data = medians["make run-dvc, no-op"] - medians["flow_dvc.py, no-op (no make)"]
+    python = medians["python -c pass"]
     imports = medians["python: import flow_dvc (Prefect, the kit)"] - python
-    split = {"make, and make data's Python process": make_data, "interpreter start": python,
+    split = {"make, and what it runs before the flow script": make_data, "interpreter start": python,
              "imports (Prefect, the kit, flow_dvc)": imports,
              "probe, client, flow run creation (the rest before the flow)": before - make_data - python - imports}
     split.update(phases)
