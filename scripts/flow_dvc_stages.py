@@ -1,6 +1,7 @@
 """Option C: Prefect runs DVC's own stages, one task each, independent ones at once. DVC still
 decides and records: each stale stage is reproduced by `dvc repro --single-item`, which runs its
-command, writes its entry in dvc.lock and caches its outputs.
+command, writes its entry in dvc.lock and caches its outputs. Each of those is forked from one
+warm process that imported DVC at the start of the run (kit/warm_dvc.py), not a new interpreter.
 
     python scripts/flow_dvc_stages.py [--repo PATH] [--jobs N] [--fail-once] [--no-show-metrics]
     make run-dvc-stages [JOBS=N] [FAIL_ONCE=1] [SHOW_METRICS=0]
@@ -27,7 +28,7 @@ from prefect.futures import PrefectFuture, as_completed  # noqa: E402
 from prefect.states import Completed, State  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
-from kit import runs  # noqa: E402
+from kit import runs, warm_dvc  # noqa: E402
 from kit.dvc_graph import Plan, read_plan  # noqa: E402
 from kit.dvc_internals import repro_outcome  # noqa: E402
 from kit.dvc_run import run_dvc  # noqa: E402
@@ -66,7 +67,7 @@ def dvc_stage(repo: Path, address: str, stale: bool, fail_once: bool = False) ->
         what = f"'{address}'" if address.endswith(".dvc") else f"Stage '{address}'"
         get_run_logger().info("%s didn't change, skipping", what)
         return Completed(name="Skipped", message=f"{what} didn't change (checked in-process)")
-    outcome = repro_outcome(run_dvc(repo, "repro", "--single-item", address))
+    outcome = repro_outcome(run_dvc(repo, "repro", "--single-item", address, warm=True))
     if outcome == "cached":
         return Completed(name="Cached", message="restored from DVC's run-cache")
     if outcome == "unchanged":
@@ -104,6 +105,7 @@ def raise_unless_completed(futures: dict[str, PrefectFuture]) -> None:
 async def dvc_stages_pipeline(repo: Path = project.ROOT, fail_once: bool = False, show_metrics: bool = True) -> None:
     """Run DVC's stages as Prefect tasks, independent ones in parallel."""
     with runs.pipeline_run(repo):
+        warm_dvc.start(repo)  # it imports DVC while the plan is read: each stale stage then starts warm
         # The check and the plan read, and write nothing: side by side, they cost the run one of them.
         checked = check_inputs.submit(repo) if is_kit_pipeline(repo) else None
         planned = plan_stages.submit(repo)
