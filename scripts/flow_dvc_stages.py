@@ -18,9 +18,11 @@ import os
 import sys
 from pathlib import Path
 
-from kit import project
+from kit import project, warm_dvc
 
 project.enter()  # first: Prefect reads prefect.toml from the project root when it is imported
+if __name__ == "__main__":
+    warm_dvc.start(project.ROOT)  # DVC's imports, in a process of their own, beside Prefect's below
 
 from prefect import allow_failure, flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
@@ -28,7 +30,7 @@ from prefect.futures import PrefectFuture, as_completed  # noqa: E402
 from prefect.states import Completed, State  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
-from kit import runs, warm_dvc  # noqa: E402
+from kit import runs  # noqa: E402
 from kit.dvc_graph import Plan, read_plan  # noqa: E402
 from kit.dvc_internals import repro_outcome  # noqa: E402
 from kit.dvc_run import run_dvc  # noqa: E402
@@ -105,7 +107,7 @@ def raise_unless_completed(futures: dict[str, PrefectFuture]) -> None:
 async def dvc_stages_pipeline(repo: Path = project.ROOT, fail_once: bool = False, show_metrics: bool = True) -> None:
     """Run DVC's stages as Prefect tasks, independent ones in parallel."""
     with runs.pipeline_run(repo):
-        warm_dvc.start(repo)  # it imports DVC while the plan is read: each stale stage then starts warm
+        warm_dvc.start(repo)  # started already when run as a script; a served or deployed run starts it here
         # The check and the plan read, and write nothing: side by side, they cost the run one of them.
         checked = check_inputs.submit(repo) if is_kit_pipeline(repo) else None
         planned = plan_stages.submit(repo)
