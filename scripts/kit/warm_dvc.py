@@ -117,7 +117,7 @@ def serve(control: socket.socket, root: Path) -> None:
 
     try:
         dvc_internals.warm_up(root)
-    except Exception:  # noqa: BLE001 - a repository DVC cannot open: its commands will say why
+    except Exception:  # a repository DVC cannot open: its commands will say why
         pass
     running: dict[int, socket.socket] = {}
     selector = selectors.DefaultSelector()
@@ -178,9 +178,9 @@ def _run_command(request: dict, replies: socket.socket, output: int) -> None:
         from kit.dvc_internals import command_line
 
         code = command_line(request["args"])
-    except BaseException as exc:  # noqa: BLE001 - a child must never return into the warm loop
+    except Exception as exc:
         print(f"ERROR: {exc!r}", file=sys.stderr)
-    finally:
+    finally:  # whatever happened, the child ends here and never returns into the warm loop
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code if isinstance(code, int) and 0 <= code < 256 else 255)
