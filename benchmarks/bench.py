@@ -1,16 +1,23 @@
-"""Time the ways of running a pipeline side by side, in one run, from the same state.
+"""Time the ways of running a pipeline side by side, in one run, from the same state, and report
+the orchestration tax (issue 17's four measures) and where a no-op Option A run spends its time.
 
     make bench [BENCH_RUNS=N]        (python benchmarks/bench.py [--runs N])
 
-Works in temporary copies (sharing .venv), so the working tree is untouched. Each case is timed
+Works in temporary copies (sharing .venv), with a Prefect server of its own on a free port and on
+SQLite (the default), so the working tree and any server you run are untouched. Each case is timed
 N times, round robin (one of each, then again), so load on a shared machine falls on all cases
 alike; the table gives medians and each one's ratio to the floor: one plain Python process
 calling the three stage functions. A "full" run first sets a split.random_state not seen before,
 so every stage must run in every option. The diamond (benchmarks/diamond.py: two middle stages
 that sleep 6 s each, a two-item foreach that sleeps 1 s) shows what Option C's parallelism buys,
 with --jobs at its default (the number of CPUs) and at 4, its four independent stages; its full
-runs first change the seed data, so every stage runs. Uses the kit's Prefect server
-when one answers, as the run targets do; the table says which. Writes reports/bench.json.
+runs first change the seed data, so every stage runs.
+
+Last, once (it takes a minute): a fresh clone's first run, with no server up, as a new user has
+it: `git clone`, then `make run-dvc`, which builds .venv (packages from uv's download cache as
+this machine has it: the download is the network's time, not the kit's), restores the data,
+starts Prefect's temporary server on a new database and runs every stage. Timed in its three
+steps (`make setup`, `make data`, `make run-dvc`). Writes reports/bench.json.
 """
 
 from __future__ import annotations
@@ -24,11 +31,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
 from diamond import make_diamond
-from kit_copy import ROOT, new_repo
+from harness import Kit, free_port, set_random_state
+from kit_copy import ROOT
 
 PY = str(ROOT / ".venv" / "bin" / "python")
 FLOOR = """
@@ -42,6 +51,11 @@ stage_evaluate("data/processed/test.csv", "models/model.joblib", "reports/metric
 DIAMOND_SLEEP = 6
 # On the diamond's longest path only sleep counts: first, left (or right), last and report.
 CRITICAL_PATH_S = DIAMOND_SLEEP
+
+
+# What a no-op Option A run pays before its flow starts, each timed on its own.
+IMPORTS = ("import sys; sys.path[:0] = ['scripts', '.']; from kit import project; project.enter(); "
+           "import flow_dvc")
 
 
 def make(*args: str) -> list[str]:
@@ -63,6 +77,9 @@ class Cases:
             "dvc repro, no-op": (dvc_repro, kit, None),
             "make run-dvc, full": (make("run-dvc"), kit, new_params),
             "make run-dvc, no-op": (make("run-dvc"), kit, None),
+            "python -c pass": ([PY, "-c", "pass"], kit, None),
+            "python: import flow_dvc (Prefect, the kit)": ([PY, "-c", IMPORTS], kit, None),
+            "flow_dvc.py, no-op (no make)": ([PY, "scripts/flow_dvc.py", "--no-show-metrics"], kit, None),
             "make run-stages, full": (make("run-stages"), kit, new_params),
             "make run-stages, cached": (make("run-stages"), kit, None),
             "make run-dvc-stages, full": (make("run-dvc-stages"), kit, new_params),
@@ -73,6 +90,13 @@ class Cases:
         }
 
 
+# Issue 17's measures: (name, numerator, denominator, goal).
+TAX = [
+    ("Option A no-op / dvc repro no-op", "make run-dvc, no-op", "dvc repro, no-op", 4.0),
+    ("Option B cached / Option A no-op", "make run-stages, cached", "make run-dvc, no-op", 0.6),
+    ("diamond: Option C / serial dvc repro", "diamond: Option C, full", "diamond: dvc repro -P, full", 0.75),
+]
+FRESH_CLONE_GOAL_S = 40
 RATIOS = [  # (numerator, denominator, goal)
     ("make run-stages, full", "make run-dvc, full", 0.6),
     ("make run-stages, cached", "make run-dvc, no-op", 1.0),
@@ -83,67 +107,145 @@ RATIOS = [  # (numerator, denominator, goal)
 ]
 
 
-def set_random_state(repo: Path, value: int) -> None:
-    text = (repo / "params.yaml").read_text().splitlines()
-    text = [f"  random_state: {value}" if line.strip().startswith("random_state:") else line for line in text]
-    (repo / "params.yaml").write_text("\n".join(text) + "\n")
-
-
-def server_up() -> bool:
-    status = subprocess.run([PY, "scripts/server.py", "status"], cwd=ROOT, capture_output=True, text=True)
-    return status.stdout.split()[1:2] == ["up"]
-
-
-def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
-    start = time.perf_counter()
+def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, float, str]:
+    """Run `cmd`; its seconds, wall-clock start and end, and its output."""
+    started, start = time.time(), time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-    return elapsed
+    return elapsed, started, time.time(), proc.stdout + proc.stderr
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    return run(cmd, cwd, env)[0]
+
+
+def stamp(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def noop_phases(kit: Kit) -> dict[str, float]:
+    """One no-op `make run-dvc`, split by the times Prefect's server recorded for its flow run and
+    task runs: before the flow run exists, its start, each task, the gaps, and after it ends."""
+    seconds, started, ended, output = run(make("run-dvc"), kit.path, kit.env)
+    run_id = next(line for line in output.splitlines() if "/runs/flow-run/" in line).rsplit("/", 1)[1].strip()
+    flow_run = kit.api("GET", f"/flow_runs/{run_id}")
+    tasks = sorted(kit.api("POST", "/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}}),
+                   key=lambda t: t["start_time"])
+    phases = {"before the flow run is created": stamp(flow_run["created"]) - started,
+              "flow run created -> Running": stamp(flow_run["start_time"]) - stamp(flow_run["created"])}
+    previous_end = stamp(flow_run["start_time"])
+    for t in tasks:
+        phases[f"gap before '{t['name'].rsplit('-', 1)[0]}'"] = stamp(t["start_time"]) - previous_end
+        phases[f"task '{t['name'].rsplit('-', 1)[0]}'"] = stamp(t["end_time"]) - stamp(t["start_time"])
+        previous_end = stamp(t["end_time"])
+    phases["last task -> flow run Completed"] = stamp(flow_run["end_time"]) - previous_end
+    phases["flow run Completed -> process exit"] = ended - stamp(flow_run["end_time"])
+    phases["total"] = seconds
+    return phases
+
+
+def noop_breakdown(kit: Kit, runs: int, medians: dict[str, float]) -> dict[str, float]:
+    """Where a no-op Option A run's time goes, in seconds: the medians of `runs` runs' phases, and
+    the part before the flow run split by the cases timed on their own (make and what it runs
+    first: `make run-dvc` less the script run alone; the interpreter; the imports); what is left
+    of it is the connection probe, the client and the flow run's creation. The dvc repro task
+    holds a bare `dvc repro` no-op."""
+    samples = [noop_phases(kit) for _ in range(runs)]
+    phases = {name: statistics.median(s[name] for s in samples) for name in samples[0]}
+    before = phases.pop("before the flow run is created")
+    make_data = medians["make run-dvc, no-op"] - medians["flow_dvc.py, no-op (no make)"]
+    python = medians["python -c pass"]
+    imports = medians["python: import flow_dvc (Prefect, the kit)"] - python
+    split = {"make, and what it runs before the flow script": make_data, "interpreter start": python,
+             "imports (Prefect, the kit, flow_dvc)": imports,
+             "probe, client, flow run creation (the rest before the flow)": before - make_data - python - imports}
+    split.update(phases)
+    return {name: round(value, 3) for name, value in split.items()}
+
+
+def fresh_clone(kit: Kit, tmp: Path) -> dict[str, float]:
+    """A fresh clone's first run to its metrics, no server up: clone, then the three steps that
+    `make run-dvc` takes on its own, each timed."""
+    clone = tmp / "clone"
+    subprocess.run(["git", "clone", "-q", str(kit.path), str(clone)], check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "PREFECT_", "DVC_", "VIRTUAL_ENV"))}
+    env.update(PREFECT_SERVER_API_PORT=str(free_port()))  # no server there: a new user's first run
+    steps = {"make setup (.venv)": ["make", "-s", "setup"], "make data": ["make", "-s", "data"],
+             "make run-dvc (temporary server, every stage)": make("run-dvc")}
+    times = {name: round(timed(cmd, clone, env), 2) for name, cmd in steps.items()}
+    if not (clone / "reports" / "metrics.json").is_file():
+        sys.exit("fresh clone: make run-dvc wrote no metrics")
+    times["total"] = round(sum(times.values()), 2)
+    return times
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 3)))
     runs = parser.parse_args().runs
+    load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="kit-bench-") as tmp:
-        kit, diamond = Path(tmp) / "kit", Path(tmp) / "diamond"
-        new_repo(kit)
+        kit, diamond = Kit(Path(tmp) / "kit"), Path(tmp) / "diamond"
         make_diamond(diamond, sleep=DIAMOND_SLEEP, site_cache=Path(tmp) / "dvc-site")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
-        env["PATH"] = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"
-        subprocess.run([PY, "-m", "dvc", "config", "--local", "core.site_cache_dir", str(Path(tmp) / "dvc-site")],
-                       cwd=kit, check=True)
-        cases = Cases(kit, diamond).table
-        # The same state for every case: outputs built, Option B's cache warm.
-        for cmd, cwd in ((make("run-dvc"), kit), (make("run-stages"), kit), ([PY, "-m", "dvc", "repro", "-q", "-P"], diamond)):
-            timed(cmd, cwd, env)
-        times: dict[str, list[float]] = {name: [] for name in cases}
-        for i in range(runs):
-            for name, (cmd, cwd, change) in cases.items():
-                if change:
-                    change()
-                times[name].append(timed(cmd, cwd, env))
-                print(f"  run {i + 1}/{runs}  {name:<40} {times[name][-1]:6.2f} s", file=sys.stderr, flush=True)
-    medians = {name: statistics.median(values) for name, values in times.items()}
+        env = kit.env
+        cases = Cases(kit.path, diamond).table
+        kit.start_server()
+        try:
+            # The same state for every case: outputs built, Option B's cache warm.
+            for cmd, cwd in ((make("run-dvc"), kit.path), (make("run-stages"), kit.path),
+                             ([PY, "-m", "dvc", "repro", "-q", "-P"], diamond)):
+                timed(cmd, cwd, env)
+            times: dict[str, list[float]] = {name: [] for name in cases}
+            for i in range(runs):
+                for name, (cmd, cwd, change) in cases.items():
+                    if change:
+                        change()
+                    times[name].append(timed(cmd, cwd, env))
+                    print(f"  run {i + 1}/{runs}  {name:<44} {times[name][-1]:6.2f} s", file=sys.stderr, flush=True)
+            medians = {name: statistics.median(values) for name, values in times.items()}
+            print("  a no-op Option A run, phase by phase", file=sys.stderr, flush=True)
+            breakdown = noop_breakdown(kit, runs, medians)
+        finally:
+            kit.stop_server()
+        print("  a fresh clone's first run, no server", file=sys.stderr, flush=True)
+        clone = fresh_clone(kit, Path(tmp))
     floor = medians[next(iter(cases))]
     report = {
-        "server_running": server_up(),
+        "server": "the benchmark's own, on SQLite",
+        "cpus": os.cpu_count(),
+        "load_average_at_start": round(load_at_start, 2),
+        "load_average_at_end": round(os.getloadavg()[0], 2),
         "runs": runs,
         "cases": {name: {"median_s": round(medians[name], 3), "ratio_to_floor": round(medians[name] / floor, 2),
                          "runs_s": [round(t, 3) for t in times[name]]} for name in cases},
         "ratios": {f"{a} / {b}": {"ratio": round(medians[a] / medians[b], 2), "goal": goal} for a, b, goal in RATIOS},
         "diamond_option_c_over_critical_path": round(medians["diamond: Option C --jobs 4, full"] / CRITICAL_PATH_S, 2),
+        "orchestration tax": {name: {"ratio": round(medians[a] / medians[b], 2), "of_s": [round(medians[a], 2),
+                                     round(medians[b], 2)], "goal": goal} for name, a, b, goal in TAX},
+        "fresh clone to first metrics, no server": dict(clone, goal_s=FRESH_CLONE_GOAL_S),
+        "no-op Option A, where the time goes (s)": breakdown,
     }
-    print(f"Medians of {runs} runs; Prefect server running: {'yes' if report['server_running'] else 'no'}")
-    print(f"{'case':<40} {'median':>8} {'x floor':>8}")
+    print(f"Medians of {runs} runs; the benchmark's own Prefect server, on SQLite; {report['cpus']} CPUs, load "
+          f"average {report['load_average_at_start']} at the start, {report['load_average_at_end']} at the end")
+    print(f"{'case':<44} {'median':>8} {'x floor':>8}")
     for name, row in report["cases"].items():
-        print(f"{name:<40} {row['median_s']:>7.2f}s {row['ratio_to_floor']:>8.2f}")
+        print(f"{name:<44} {row['median_s']:>7.2f}s {row['ratio_to_floor']:>8.2f}")
     for name, row in report["ratios"].items():
         print(f"{name} = {row['ratio']:.2f} (goal <= {row['goal']})")
     print(f"diamond: Option C --jobs 4 = {report['diamond_option_c_over_critical_path']:.2f} x its critical path "
           f"({CRITICAL_PATH_S} s of sleep)")
+    print("The orchestration tax (issue 17):")
+    for name, row in report["orchestration tax"].items():
+        a, b = row["of_s"]
+        print(f"  {name:<40} {row['ratio']:5.2f}  ({a:.2f} / {b:.2f} s; goal <= {row['goal']})")
+    steps = ", ".join(f"{k} {v:.1f} s" for k, v in clone.items() if k != "total")
+    print(f"  {'fresh clone to first metrics, no server':<40} {clone['total']:5.1f} s  ({steps}; "
+          f"goal <= {FRESH_CLONE_GOAL_S} s)")
+    print("A no-op Option A run (make run-dvc), where the time goes (medians):")
+    for name, value in breakdown.items():
+        print(f"  {name:<60} {value:6.2f} s")
     out = ROOT / "reports" / "bench.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"Written to {out.relative_to(ROOT)}")

@@ -10,9 +10,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from kit import project
+from kit import project, warm_dvc
 
 project.enter()  # first: Prefect reads prefect.toml from the project root when it is imported
+if __name__ == "__main__":
+    warm_dvc.start(project.ROOT)  # DVC's imports, in a process of their own, beside Prefect's below
 
 from prefect import flow  # noqa: E402
 

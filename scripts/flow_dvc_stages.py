@@ -1,6 +1,7 @@
 """Option C: Prefect runs DVC's own stages, one task each, independent ones at once. DVC still
 decides and records: each stale stage is reproduced by `dvc repro --single-item`, which runs its
-command, writes its entry in dvc.lock and caches its outputs.
+command, writes its entry in dvc.lock and caches its outputs. Each of those is forked from one
+warm process that imported DVC at the start of the run (kit/warm_dvc.py), not a new interpreter.
 
     python scripts/flow_dvc_stages.py [--repo PATH] [--jobs N] [--fail-once] [--no-show-metrics]
     make run-dvc-stages [JOBS=N] [FAIL_ONCE=1] [SHOW_METRICS=0]
@@ -17,9 +18,11 @@ import os
 import sys
 from pathlib import Path
 
-from kit import project
+from kit import project, warm_dvc
 
 project.enter()  # first: Prefect reads prefect.toml from the project root when it is imported
+if __name__ == "__main__":
+    warm_dvc.start(project.ROOT)  # DVC's imports, in a process of their own, beside Prefect's below
 
 from prefect import allow_failure, flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
@@ -69,7 +72,7 @@ def dvc_stage(repo: Path, address: str, stale: bool, fail_once: bool = False) ->
         what = f"'{address}'" if address.endswith(".dvc") else f"Stage '{address}'"
         get_run_logger().info("%s didn't change, skipping", what)
         return Completed(name="Skipped", message=f"{what} didn't change (checked in-process)")
-    outcome = repro_outcome(run_dvc(repo, "repro", "--single-item", address))
+    outcome = repro_outcome(run_dvc(repo, "repro", "--single-item", address, warm=True))
     if outcome == "cached":
         return Completed(name="Cached", message="restored from DVC's run-cache")
     if outcome == "unchanged":
@@ -109,6 +112,7 @@ def raise_unless_completed(futures: dict[str, PrefectFuture]) -> None:
 async def dvc_stages_pipeline(repo: Path = project.ROOT, fail_once: bool = False, show_metrics: bool = True) -> None:
     """Run DVC's stages as Prefect tasks, independent ones in parallel."""
     with runs.pipeline_run(repo):
+        warm_dvc.start(repo)  # started already when run as a script; a served or deployed run starts it here
         # The check and the plan read, and write nothing: side by side, they cost the run one of them.
         checked = check_inputs.submit(repo) if is_kit_pipeline(repo) else None
         planned = plan_stages.submit(repo)

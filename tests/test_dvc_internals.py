@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,16 @@ def check_stage_graph(built_repo, diamond, tmp_path):
     assert {a: set(u) for a, u in upstream.items()} == UPSTREAM
     assert changed == {a: a != "data/seed.txt.dvc" for a in UPSTREAM}  # nothing has run yet
     assert frozen == frozenset()
+
+
+def check_warm_up(built_repo, diamond, tmp_path):
+    threads = threading.active_count()
+    dvc.warm_up(diamond)
+    assert threading.active_count() == threads  # forking after it is safe
+
+
+def check_command_line(built_repo, diamond, tmp_path):
+    assert dvc.command_line(["version"]) == 0
 
 
 def check_repro_outcome(built_repo, diamond, tmp_path):

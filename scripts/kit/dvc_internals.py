@@ -52,6 +52,22 @@ def stage_graph(repo: Repo) -> tuple[dict[str, list[str]], dict[str, bool], froz
     return upstream, changed, frozenset(a for a, s in stages.items() if s.frozen)
 
 
+def warm_up(root: Path) -> None:
+    """Import, in this process, what a `dvc repro` imports as it goes (git, the config, the
+    stage loaders, the graph): open the repository and build its graph, without its lock, and
+    close it. A process forked after it starts DVC's commands warm (kit/warm_dvc.py). It starts
+    no thread, so forking after it is safe."""
+    with open_repo(root) as repo:
+        repo.index.graph
+
+
+def command_line(args: list[str]) -> int:
+    """`dvc ARGS` in this process, as the `dvc` console entry runs it; its exit status."""
+    from dvc.cli import main
+
+    return main(args)
+
+
 def repro_outcome(lines: list[str]) -> str:
     """What `dvc repro --single-item` did, from the lines it printed (it has no other answer; its
     exit code is 0 for all three): "cached" (outputs restored from DVC's run-cache, the command

@@ -1,5 +1,6 @@
 """DVC run from a task: its lines streamed into the task's log, its processes stopped with the
-run, and its stages' commands in the environment they belong to."""
+run, and its stages' commands in the environment they belong to. Commands start in the warm DVC
+process (kit/warm_dvc.py) where the flow started one, else in a new interpreter."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from prefect import get_run_logger
 
+from kit import warm_dvc
 from kit.dvc_yaml import is_kit_pipeline
 from kit.processes import terminate_tree
 
@@ -37,21 +39,27 @@ def stage_env(repo: Path) -> dict[str, str]:
     return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
 
 
-def run_dvc(repo: Path, *args: str) -> list[str]:
+def start_dvc(repo: Path, args: list[str], warm: bool) -> subprocess.Popen | warm_dvc.WarmCommand:
+    """`dvc ARGS` started in `repo`, its output and errors on one pipe: forked from the warm DVC
+    process when `warm` and it runs, else in a new interpreter."""
+    env = stage_env(repo)
+    if warm and (process := warm_dvc.start(repo)):
+        try:
+            return process.run(args, repo, env)
+        except OSError:
+            pass  # the warm process is gone: a new interpreter does the same
+    return subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+
+
+def run_dvc(repo: Path, *args: str, warm: bool = False) -> list[str]:
     """Run `dvc ARGS` in `repo` with the kit's DVC, log each line it prints as it prints it, and
     return the lines; raise DvcFailed when it exits non-zero. While another DVC command holds the
-    repository, it waits (--wait-for-lock) rather than fail after 3 s."""
+    repository, it waits (--wait-for-lock) rather than fail after 3 s. With `warm`, the command
+    is forked from this process's warm DVC (kit/warm_dvc.py), started on first use."""
     logger = get_run_logger()
     lines: list[str] = []
-    with subprocess.Popen(
-        [sys.executable, "-m", "dvc", "--wait-for-lock", *args],
-        cwd=repo,
-        env=stage_env(repo),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        bufsize=1,
-    ) as proc:
+    with start_dvc(repo, ["--wait-for-lock", *args], warm) as proc:
         try:
             for line in proc.stdout:
                 if line := line.rstrip():

@@ -37,7 +37,7 @@ def dvc_repro(repo: Path, fail_once: bool = False) -> None:
     logger = get_run_logger()
     logger.info("Running: dvc repro")
     logger.info("CWD: %s", repo)
-    run_dvc(repo, "repro")
+    run_dvc(repo, "repro", warm=True)
 
 
 @task(name="metrics summary")
