@@ -120,3 +120,12 @@ def test_each_run_publishes_its_confusion_matrix_beside_the_previous_runs(built_
     out = built_repo.py("scripts/flow_dvc.py", "--repo", str(other), "--no-show-metrics").stdout
     assert "No plots declared in dvc.yaml: no pipeline-plots artifact" in out
     assert plots.ARTIFACT_KEY not in published(*view_at(out))
+
+    # Plots over more data than a run draws: the run says so and goes on; `make plots` draws them.
+    big = plot_repo(built_repo, tmp_path / "big-plot")
+    rows = "".join(f"{i},{1 / (i + 1):.6f}\n" for i in range(150_000))  # 2.4 MB
+    (big / "loss.csv").write_text("step,loss\n" + rows)
+    out = built_repo.py("scripts/flow_dvc.py", "--repo", str(big), "--no-show-metrics").stdout
+    assert re.search(r"Plots not drawn for this run: their data is 2\.\d MB, more than a run draws \(2\.0 MB\); "
+                     r"`make plots` draws them", out)
+    assert plots.ARTIFACT_KEY not in published(*view_at(out))

@@ -83,6 +83,10 @@ def pipeline_plots(repo: Path) -> int:
     previous = plots.artifact_images(latest.data) if latest else {}
     if previous and plots.artifact_source(latest.data) == source:
         images = previous  # nothing the plots are drawn from changed since: no DVC, no drawing
+    elif (size := plots.plot_data_bytes(repo)) > plots.MAX_DRAWN_BYTES:
+        logger.info("Plots not drawn for this run: their data is %.1f MB, more than a run draws (%.1f MB); "
+                    "`make plots` draws them", size / 1e6, plots.MAX_DRAWN_BYTES / 1e6)
+        return 0
     else:
         try:
             found, warnings = plots.dvc_plots(repo)
