@@ -1,5 +1,5 @@
 """Time the ways of running a pipeline side by side, in one run, from the same state, and report
-the orchestration tax (issue 17's four measures) and where a no-op Option A run spends its time.
+the orchestration tax (four measures of what Prefect adds) and where a no-op Option A run spends its time.
 
     make bench [BENCH_RUNS=N]        (python benchmarks/bench.py [--runs N])
 
@@ -90,7 +90,7 @@ class Cases:
         }
 
 
-# Issue 17's measures: (name, numerator, denominator, goal).
+# The orchestration tax's measures: (name, numerator, denominator, goal).
 TAX = [
     ("Option A no-op / dvc repro no-op", "make run-dvc, no-op", "dvc repro, no-op", 4.0),
     ("Option B cached / Option A no-op", "make run-stages, cached", "make run-dvc, no-op", 0.6),
@@ -236,7 +236,7 @@ def main() -> int:
         print(f"{name} = {row['ratio']:.2f} (goal <= {row['goal']})")
     print(f"diamond: Option C --jobs 4 = {report['diamond_option_c_over_critical_path']:.2f} x its critical path "
           f"({CRITICAL_PATH_S} s of sleep)")
-    print("The orchestration tax (issue 17):")
+    print("The orchestration tax:")
     for name, row in report["orchestration tax"].items():
         a, b = row["of_s"]
         print(f"  {name:<40} {row['ratio']:5.2f}  ({a:.2f} / {b:.2f} s; goal <= {row['goal']})")
