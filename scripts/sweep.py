@@ -127,8 +127,9 @@ def publish_results(sweep: Sweep, rows: list[Row], out_dir: Path, show: bool = T
         writer.writerows(table)
     spec = chart_spec(rows, objective, f"Sweep {sweep.name}: {objective} of {len(rows)} trials")
     if spec is not None:
-        results.with_suffix(".svg").write_text(plots.to_svg(spec), encoding="utf-8")
-        image = plots.data_url(plots.fit(plots.to_svg(spec, aria=False), CHART_WIDTH))
+        svg = plots.to_svg(spec, aria=False)  # drawn once: for the file and for the artifact
+        results.with_suffix(".svg").write_text(svg, encoding="utf-8")
+        image = plots.data_url(plots.fit(svg, CHART_WIDTH))
         create_markdown_artifact(
             key=CHART_KEY, markdown=f"![sweep {sweep.name}]({image})\n",
             description=f"Sweep {sweep.name!r}: {objective} against each swept key, a series per value of the others.")

@@ -45,12 +45,7 @@ def source_key(repo: Path) -> str:
             continue
         text = path.read_text(errors="replace")
         seen.append([name, text])
-        try:
-            declared = yaml.safe_load(text) or {}
-        except yaml.YAMLError:
-            continue  # DVC will say what is wrong with it
-        if not isinstance(declared, dict):
-            continue
+        declared = _mapping(text)
         named = plot_files(declared) if path.name == "dvc.yaml" else [
             out.get("path") for stage in (declared.get("stages") or {}).values() if isinstance(stage, dict)
             for out in stage.get("outs") or () if isinstance(out, dict)]
@@ -71,13 +66,20 @@ def plot_files(declared: dict) -> list[str]:
 def plot_data_bytes(repo: Path) -> int:
     """The size of the files the root dvc.yaml's plots read: what DVC would inline, row by row."""
     try:
-        declared = yaml.safe_load((repo / "dvc.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return 0  # DVC says what is wrong
-    if not isinstance(declared, dict):
+        declared = _mapping((repo / "dvc.yaml").read_text(errors="replace"))
+    except OSError:
         return 0
     files = {repo / f for f in plot_files(declared)}
     return sum(f.stat().st_size for f in files if f.is_file())
+
+
+def _mapping(text: str) -> dict:
+    """A dvc.yaml or dvc.lock as a mapping; empty where it is not one (DVC says what is wrong)."""
+    try:
+        declared = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return {}
+    return declared if isinstance(declared, dict) else {}
 
 
 def _strings(value: object) -> list[str]:

@@ -38,7 +38,6 @@ class Row:
         return {"trial": self.name, **self.values, **metrics, "state": self.state,
                 "seconds": seconds, "worker": self.worker, "error": self.error}
 
-
     def summary(self, objective: str) -> str:
         """One line: the trial and its objective, or how it failed."""
         if self.state == "Failed":
