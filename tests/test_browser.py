@@ -148,12 +148,13 @@ class DevTools:
         os.close(self.reader)
 
 
-# Each <img> of the page with a data URL: [alt, loaded with a size, shown width].
-IMAGES = """(() => {
+# Each <img> of the page with a data URL: [alt, loaded with a size, shown width], once there are at
+# least {count} and all have loaded (the UI renders an artifact's description before its body).
+IMAGES = """(() => {{
   const imgs = [...document.querySelectorAll('img')].filter(i => i.src.startsWith('data:image/'));
-  if (!imgs.length || !imgs.every(i => i.complete)) return null;
+  if (imgs.length < {count} || !imgs.every(i => i.complete)) return null;
   return imgs.map(i => [i.alt, i.naturalWidth > 0 && i.naturalHeight > 0, i.getBoundingClientRect().width]);
-})()"""
+}})()"""
 SVGS = """(() => {
   const svgs = [...document.querySelectorAll('body > section > svg')];
   return svgs.length ? svgs.map(s => { const r = s.getBoundingClientRect(); return [r.width, r.height]; }) : null;
@@ -183,16 +184,18 @@ def test_the_pictures_load_with_a_size_in_chromium_the_run_plots_the_sweep_chart
         [one] = found
         return one
 
-    def images_on(page: str, url: str) -> list:
+    def images_on(page: str, url: str, count: int = 1) -> list:
         browser.open(url)
-        shown = browser.wait_for(IMAGES)
+        shown = browser.wait_for(IMAGES.format(count=count))
+        assert shown, f"{page}: fewer than {count} images had loaded after 30 s"
         browser.screenshot(shots.setdefault(page, tmp_path / f"{page}.png"))
         return shown
 
     # Two runs of Option A: the second's artifact shows its confusion matrix and the first's.
     built_repo.py("scripts/flow_dvc.py", "--no-show-metrics")
     run = built_repo.py("scripts/flow_dvc.py", "--no-show-metrics").stdout
-    plots_page = images_on("pipeline-plots", f"{base}/artifacts/artifact/{artifact(run, 'pipeline-plots')['id']}")
+    plots_page = images_on("pipeline-plots", f"{base}/artifacts/artifact/{artifact(run, 'pipeline-plots')['id']}",
+                           count=3)
     assert [alt for alt, _, _ in plots_page] == ["reports/predictions.csv",  # the description's, as on the card
                                                  "reports/predictions.csv (this run)",
                                                  "reports/predictions.csv (previous run)"]
