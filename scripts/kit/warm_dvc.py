@@ -15,6 +15,7 @@ Only the standard library is imported here: the warm process imports DVC, and no
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import selectors
@@ -127,8 +128,9 @@ def serve(control: socket.socket, root: Path) -> None:
         for key, _ in selector.select():
             if key.fileobj is control:
                 message, fds, _, _ = socket.recv_fds(control, 1 << 20, 2)
-                if not message:
-                    return  # the flow's process is gone
+                if not message:  # the flow's process is gone
+                    gc.freeze()  # skip the last collections' walk over what DVC's imports made
+                    return
                 replies, output = socket.socket(fileno=fds[0]), fds[1]
                 pid = os.fork()
                 if pid == 0:
