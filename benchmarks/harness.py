@@ -82,7 +82,8 @@ class Kit:
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "PREFECT_", "DVC_"))}
         self.env = dict(env, PATH=f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env['PATH']}", PREFECT_HOME=str(self.home),
-                        PREFECT_SERVER_API_PORT=str(self.port), DO_NOT_TRACK="1")
+                        PREFECT_SERVER_API_PORT=str(self.port), DO_NOT_TRACK="1",
+                        DVC_NO_ANALYTICS="1")  # the diamond's bare `dvc repro` as the kit runs DVC
         new_repo(path)
         self.dvc("config", "--local", "core.site_cache_dir", str(path.parent / "dvc-site"))
 

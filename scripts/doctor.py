@@ -95,7 +95,8 @@ def settings_rows(prefect_view: subprocess.Popen, dvc_config: subprocess.Popen) 
     if "PREFECT_API_URL" not in {name for name, _, _ in rows}:
         rows.append(("PREFECT_API_URL", "(not set)",
                      f"scripts/kit/connection.py uses {server_api_url()} when it answers, else a temporary server"))
-    rows.append(("DO_NOT_TRACK", os.environ.get("DO_NOT_TRACK", ""), "env (scripts/kit/project.py sets 1 where unset)"))
+    for name in ("DO_NOT_TRACK", "DVC_NO_ANALYTICS"):
+        rows.append((name, os.environ.get(name, ""), "env (scripts/kit/project.py sets 1 where unset)"))
     out, _ = dvc_config.communicate()
     for line in out.splitlines():  # "origin<TAB>section.key=value"
         origin, _, setting = line.partition("\t")

@@ -92,6 +92,7 @@ def kit_env(home: Path, port: int, **extra: str) -> dict[str, str]:
         GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
         GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com",
         COLUMNS="200",  # Prefect's console handler wraps long lines at the terminal's width
+        DVC_NO_ANALYTICS="1",  # offline: the DVC commands a test runs itself, in repos not the kit's
         **extra,
     )
     return env

@@ -248,7 +248,7 @@ def test_doctor_reports_settings_and_sources_server_data_and_dvc_status(built_re
     assert settings["PREFECT_SERVER_API_HOST"] == ("127.0.0.1", "prefect.toml")
     assert settings["PREFECT_SERVER_ANALYTICS_ENABLED"] == ("False", "prefect.toml")
     assert settings["dvc core.analytics"] == ("false", ".dvc/config")
-    assert settings["DO_NOT_TRACK"][0] == "1"
+    assert settings["DO_NOT_TRACK"][0] == "1" and settings["DVC_NO_ANALYTICS"][0] == "1"
     lines = dict(re.findall(r"^(server|database|versions|data|dvc status) +(.+)$", out, flags=re.M))
     # The session's server answers on this port but keeps its database in another home: that is
     # where these runs would land, and doctor says so.

@@ -35,11 +35,14 @@ _caller_cwd = Path.cwd()  # read here, before enter() moves the process
 
 def enter() -> None:
     """Move to the project root and make `mltoy` importable; keep Prefect's client telemetry off
-    (prefect.toml has no key for it)."""
+    (prefect.toml has no key for it), and DVC's analytics in every repository the kit runs DVC in
+    (the kit's .dvc/config turns them off for its own; another's may not, and each DVC command
+    would then spend 0.17 s starting a process that tries the internet)."""
     os.chdir(ROOT)
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
 def user_path(path: str | Path) -> Path:
