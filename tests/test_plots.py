@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+import subprocess
 from pathlib import Path
 
 from conftest import MAKE, api, view_at
@@ -129,3 +130,15 @@ def test_each_run_publishes_its_confusion_matrix_beside_the_previous_runs(built_
     assert re.search(r"Plots not drawn for this run: their data is 2\.\d MB, more than a run draws \(2\.0 MB\); "
                      r"`make plots` draws them", out)
     assert plots.ARTIFACT_KEY not in published(*view_at(out))
+
+
+def test_a_plot_declared_in_any_dvc_yaml_git_would_add_is_seen_without_dvc(tmp_path):
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "dvc.yaml").write_text("stages:\n  hello:\n    cmd: echo hi > out.txt\n    outs: [out.txt]\n")
+    (tmp_path / "ignored").mkdir()
+    (tmp_path / "ignored" / "dvc.yaml").write_text("plots:\n  - loss.csv\n")
+    (tmp_path / ".gitignore").write_text("ignored/\n")
+    assert not plots.declares_plots(tmp_path)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "dvc.yaml").write_text("stages:\n  s:\n    cmd: 'true'\n    plots: [{loss.csv: {x: step}}]\n")
+    assert plots.declares_plots(tmp_path)  # not yet added to git: DVC reads it all the same

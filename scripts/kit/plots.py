@@ -36,10 +36,8 @@ def source_key(repo: Path) -> str:
     output dvc.lock records and of every file a top-level `plots:` entry names. A run that leaves
     all of it as the previous run found it (a no-op) has the previous run's plots, so it need not
     ask DVC (`dvc plots show`, 1.5 s) nor draw them again."""
-    listed = git(repo, "ls-files", "--", "dvc.yaml", "dvc.lock", "*/dvc.yaml", "*/dvc.lock", check=False)
-    files = sorted({"dvc.yaml", "dvc.lock", *(listed or "").splitlines()})
     seen: list[object] = [str(repo.resolve()), CELL_WIDTH]
-    for name in files:
+    for name in pipeline_files(repo):
         path = repo / name
         if not path.is_file():
             continue
@@ -54,6 +52,22 @@ def source_key(repo: Path) -> str:
                 stat = (path.parent / file).stat()
                 seen.append([name, file, stat.st_size, stat.st_mtime_ns])
     return hashlib.sha256(json.dumps(seen).encode()).hexdigest()[:16]
+
+
+def pipeline_files(repo: Path) -> list[str]:
+    """The dvc.yaml and dvc.lock files of `repo`: the root's, and each other one git knows or
+    would add."""
+    listed = git(repo, "ls-files", "--cached", "--others", "--exclude-standard", "--",
+                 "dvc.yaml", "dvc.lock", "*/dvc.yaml", "*/dvc.lock", check=False)
+    return sorted({"dvc.yaml", "dvc.lock", *(listed or "").splitlines()})
+
+
+def declares_plots(repo: Path) -> bool:
+    """Whether a dvc.yaml of `repo` declares a plot. Without one, DVC is not asked (`dvc plots
+    show` takes a second to answer that it has nothing)."""
+    return any(plot_files(_mapping(path.read_text(errors="replace")))
+               for path in (repo / name for name in pipeline_files(repo) if name.endswith("dvc.yaml"))
+               if path.is_file())
 
 
 def plot_files(declared: dict) -> list[str]:

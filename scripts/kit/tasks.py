@@ -77,6 +77,9 @@ def pipeline_plots(repo: Path) -> int:
 
     Like the metrics, a plot it cannot draw is a warning, not a failure: the pipeline has finished."""
     logger = get_run_logger()
+    if not plots.declares_plots(repo):
+        logger.info("No plots declared in dvc.yaml: no %s artifact", plots.ARTIFACT_KEY)
+        return 0
     start = time.perf_counter()
     source = plots.source_key(repo)
     latest = Artifact.get(plots.ARTIFACT_KEY)  # read before publishing: it is the previous run's
@@ -96,7 +99,7 @@ def pipeline_plots(repo: Path) -> int:
         for warning in warnings:
             logger.warning("Plot not drawn: %s", warning)
         if not found:
-            logger.info("No plots declared in dvc.yaml: no %s artifact", plots.ARTIFACT_KEY)
+            logger.info("No plot DVC could load from dvc.yaml: no %s artifact", plots.ARTIFACT_KEY)
             return 0
         images = {}
         for plot in found:
