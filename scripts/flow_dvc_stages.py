@@ -6,10 +6,11 @@ warm process that imported DVC at the start of the run (kit/warm_dvc.py), not a 
     python scripts/flow_dvc_stages.py [--repo PATH] [--jobs N] [--fail-once] [--no-show-metrics]
     make run-dvc-stages [JOBS=N] [FAIL_ONCE=1] [SHOW_METRICS=0]
 
-The graph and what is stale come from DVC's API, once, in this process (kit/dvc_graph.py); a stage
-DVC finds up to date ends at once as Skipped, with no DVC process. A stage starts as soon as its
-own upstream stages are done, up to --jobs at a time. A stage that fails stops only what depends
-on it (Prefect marks those NotReady), as `dvc repro --keep-going` does.
+The graph and what is stale come from DVC's API, once, in a child of the warm DVC process
+(kit/dvc_graph.py); a stage DVC finds up to date ends at once as Skipped, with no DVC process.
+A stage starts as soon as its own upstream stages are done, up to --jobs at a time. A stage that
+fails stops only what depends on it (Prefect marks those NotReady), as `dvc repro --keep-going`
+does.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class StagesFailed(RuntimeError):
 
 @task(name="plan")
 def plan_stages(repo: Path) -> Plan:
-    """Read DVC's graph and find the stale stages, in this process."""
+    """Read DVC's graph and find the stale stages."""
     plan = read_plan(repo)
     stale = [a for a in plan.order if plan.stale[a]]
     get_run_logger().info("%d stages; stale: %s", len(plan.order), ", ".join(stale) or "none")

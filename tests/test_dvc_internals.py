@@ -60,6 +60,29 @@ def check_warm_up(built_repo, diamond, tmp_path):
     assert threading.active_count() == threads  # forking after it is safe
 
 
+def check_poll_lock_often(built_repo, diamond, tmp_path):
+    import zc.lockfile
+    from dvc import lock as dvc_lock
+
+    held = zc.lockfile.LockFile(str(tmp_path / "lock"))  # as another DVC command would hold it
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:  # DVC's wait between two tries: let go, and note its length
+        waits.append(seconds)
+        held.close()
+
+    timeout, real_sleep = dvc_lock.DEFAULT_TIMEOUT, dvc_lock.time.sleep
+    dvc_lock.time.sleep = sleep
+    try:
+        dvc.poll_lock_often()
+        lock = dvc_lock.Lock(str(tmp_path / "lock"), wait=True)
+        lock.lock()
+        lock.unlock()
+    finally:
+        dvc_lock.DEFAULT_TIMEOUT, dvc_lock.time.sleep = timeout, real_sleep
+    assert waits == [pytest.approx(dvc.LOCK_POLL_S)]
+
+
 def check_command_line(built_repo, diamond, tmp_path):
     assert dvc.command_line(["version"]) == 0
 

@@ -1,14 +1,17 @@
-"""DVC's pipeline graph, read in-process: every stage of every dvc.yaml (foreach and matrix
-expanded) and every .dvc data source, its upstream stages, and which ones are stale, decided by
-DVC's own `Stage.changed()` as `dvc repro` decides it (Option C's plan)."""
+"""DVC's pipeline graph: every stage of every dvc.yaml (foreach and matrix expanded) and every
+.dvc data source, its upstream stages, and which ones are stale, decided by DVC's own
+`Stage.changed()` as `dvc repro` decides it (Option C's plan). Read in a child of the warm DVC
+process (kit/warm_dvc.py), which has DVC imported already, else in this process."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+from dataclasses import asdict, dataclass
 from graphlib import TopologicalSorter
 from pathlib import Path
 
-from kit import dvc_internals as dvc
+from kit import warm_dvc
 
 
 @dataclass(frozen=True)
@@ -19,14 +22,44 @@ class Plan:
     frozen: frozenset[str]  # `dvc freeze`: never rerun, and not blocked by its upstream
 
 
+class PlanFailed(RuntimeError):
+    """DVC could not read the pipeline (a broken dvc.yaml, say): what it said."""
+
+
 def read_plan(repo: Path) -> Plan:
     """The graph, and what is stale: a stage whose own deps, outs or command changed, or whose
     upstream is stale (it will run first and may change its inputs). A frozen stage is stale
     only when its outputs are missing or changed, as in `dvc repro`.
 
-    Holds the repository's lock while it looks, as `dvc status` does, so it runs before any
-    stage does and never beside one.
-    """
+    Forked from the warm DVC, this costs the run 0.2 to 0.3 s; in this process, 0.8 s, most of
+    it importing DVC."""
+    if process := warm_dvc.start(repo):
+        try:
+            command = process.run([str(repo)], repo, dict(os.environ), command="plan")
+        except OSError:
+            return plan_here(repo)  # the warm process is gone
+        with command:
+            lines = command.stdout.read().splitlines()
+        if command.returncode != 0 or not lines:
+            raise PlanFailed("\n".join(lines[-5:]) or f"reading the plan exited with {command.returncode}")
+        fields = json.loads(lines[-1])
+        return Plan(**dict(fields, frozen=frozenset(fields["frozen"])))
+    return plan_here(repo)
+
+
+def print_plan(args: list[str]) -> int:
+    """The warm process's `plan` command: the plan of the repository at ARGS[0], as one line of
+    JSON, last."""
+    plan = plan_here(Path(args[0]))
+    print(json.dumps(dict(asdict(plan), frozen=sorted(plan.frozen))))
+    return 0
+
+
+def plan_here(repo: Path) -> Plan:
+    """read_plan, in this process. Holds the repository's lock while it looks, as `dvc status`
+    does, so it runs before any stage does and never beside one."""
+    from kit import dvc_internals as dvc
+
     with dvc.open_repo(repo) as dvc_repo, dvc.repository_lock(dvc_repo):
         upstream, changed, frozen = dvc.stage_graph(dvc_repo)
     order = list(TopologicalSorter(upstream).static_order())

@@ -72,12 +72,13 @@ class WarmDvc:
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             )
 
-    def run(self, args: list[str], cwd: Path, env: dict[str, str]) -> WarmCommand:
-        """Start `dvc ARGS` in `cwd` with `env`, its output and errors on one pipe."""
+    def run(self, args: list[str], cwd: Path, env: dict[str, str], command: str = "dvc") -> WarmCommand:
+        """Start `dvc ARGS` in `cwd` with `env`, its output and errors on one pipe; or, with
+        command="plan", print Option C's plan of the repository at ARGS[0] (kit/dvc_graph.py)."""
         output, child_output = os.pipe()
         replies, child_replies = socket.socketpair()
         try:
-            request = json.dumps({"args": args, "cwd": str(cwd), "env": env}).encode()
+            request = json.dumps({"command": command, "args": args, "cwd": str(cwd), "env": env}).encode()
             with self._lock:  # one message at a time on the shared socket
                 socket.send_fds(self._control, [request], [child_replies.fileno(), child_output])
         except OSError:
@@ -162,7 +163,8 @@ def _report_ended(running: dict[int, socket.socket]) -> None:
 
 
 def _run_command(request: dict, replies: socket.socket, output: int) -> None:
-    """In the forked child: run `dvc ARGS` as its console entry would, and exit with its status."""
+    """In the forked child: run `dvc ARGS` as its console entry would (or print the plan), and
+    exit with its status."""
     code = 255
     try:
         signal.set_wakeup_fd(-1)
@@ -177,9 +179,11 @@ def _run_command(request: dict, replies: socket.socket, output: int) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         sys.argv = ["dvc", *request["args"]]
-        from kit.dvc_internals import command_line
+        from kit.dvc_graph import print_plan
+        from kit.dvc_internals import command_line, poll_lock_often
 
-        code = command_line(request["args"])
+        poll_lock_often()  # every command here waits for DVC's lock (kit/dvc_run.py, kit/dvc_graph.py)
+        code = {"dvc": command_line, "plan": print_plan}[request["command"]](request["args"])
     except Exception as exc:
         print(f"ERROR: {exc!r}", file=sys.stderr)
     finally:  # whatever happened, the child ends here and never returns into the warm loop
