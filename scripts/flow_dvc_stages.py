@@ -129,9 +129,9 @@ async def dvc_stages_pipeline(repo: Path = project.ROOT, fail_once: bool = False
             return dvc_stage.with_options(name=address).submit(
                 repo, address, plan.stale[address], fail_once=fail_once and address == demo, wait_for=wait_for)
 
-        progress = Progress(PROGRESS_KEY, "stage", len(plan.order), f"Pipeline {repo.name!r}")
-        futures = run_in_dependency_order(
-            plan, submit, on_done=lambda address, future: progress.done(f"{address} {future.state.name}"))
+        with Progress(PROGRESS_KEY, "stage", len(plan.order), f"Pipeline {repo.name!r}") as progress:
+            futures = run_in_dependency_order(
+                plan, submit, on_done=lambda address, future: progress.done(f"{address} {future.state.name}"))
         raise_unless_completed(futures)
         plotted = pipeline_plots.submit(repo)  # drawn while the metrics are published
         metrics_summary(metrics_file(repo), show=show_metrics)

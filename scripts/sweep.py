@@ -155,7 +155,6 @@ async def parameter_sweep(sweep_file: Path = project.ROOT / "sweep.yaml", repo: 
             get_run_logger().info("Dask dashboard: %s", dashboard or "none (the scheduler serves none)")
         sweep = read_sweep(sweep_file, repo)
         made = plan_sweep(repo, on_dask)
-        progress = Progress(PROGRESS_KEY, "trial", len(sweep.points), f"Sweep {sweep.name!r}")
         env = None if own_pipeline(repo) else stage_env(repo)  # another repository's cmds: the user's environment
         folder_in = None if on_dask else repo / ".dvc" / "tmp"  # beside DVC's cache: inputs are hard links
 
@@ -163,8 +162,9 @@ async def parameter_sweep(sweep_file: Path = project.ROOT / "sweep.yaml", repo: 
             return stage_run.submit(job, name, made.store, made.payload(job), made.metrics_file, env,
                                     isolate=not on_dask, folder_in=folder_in)
 
-        rows = run.run_trials(made, sweep.points, submit, outcome, lambda trial: record(made, trial), as_completed,
-                              on_done=lambda row: progress.done(row.summary(sweep.objective)))
+        with Progress(PROGRESS_KEY, "trial", len(sweep.points), f"Sweep {sweep.name!r}") as progress:
+            rows = run.run_trials(made, sweep.points, submit, outcome, lambda trial: record(made, trial),
+                                  as_completed, on_done=lambda row: progress.done(row.summary(sweep.objective)))
         publish_results(sweep, rows, repo / RESULTS_DIR, show_results)
 
 

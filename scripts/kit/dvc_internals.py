@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, ContextManager
-
-from dvc.repo import Repo
+from typing import TYPE_CHECKING, Any, ContextManager
 
 from kit.dotted import flatten
+
+if TYPE_CHECKING:  # DVC is imported where it is used: a flow that only reads DVC's text needs none
+    from dvc.repo import Repo
 
 
 def open_repo(root: Path) -> Repo:
     """DVC's repository object, in this process. Taking its lock waits while another DVC command
     holds it, as `dvc --wait-for-lock` does, rather than failing after 3 s."""
+    from dvc.repo import Repo
+
     return Repo(str(root), _wait_for_lock=True)
 
 
