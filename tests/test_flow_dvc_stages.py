@@ -10,10 +10,12 @@ import re
 import shutil
 from datetime import datetime
 
+import pytest
 import yaml
 
 from conftest import api, upstream, view_at
 from diamond import UPSTREAM, make_diamond
+from kit.dvc_graph import PlanFailed, plan_here, read_plan
 from test_flow_dvc import user_venv
 
 FLOW = "scripts/flow_dvc_stages.py"
@@ -125,3 +127,15 @@ def test_the_kits_pipeline_same_bytes_as_option_a_with_the_retry_in_the_users_sh
     assert "Data and pipelines are up to date." in repo.py("-m", "dvc", "status").stdout
     metrics = json.loads(repo.read("reports/metrics.json"))
     assert f"Metrics: {json.dumps(metrics)}" in out
+
+
+def test_the_plan_read_in_the_warm_dvc_is_dvcs_graph_and_a_broken_dvc_yaml_is_one_line(tmp_path):
+    diamond = tmp_path / "diamond"
+    make_diamond(diamond, sleep=0, site_cache=tmp_path / "dvc-site")
+    plan = read_plan(diamond)  # forked from this process's warm DVC
+    assert plan == plan_here(diamond) and {a: set(u) for a, u in plan.upstream.items()} == UPSTREAM
+    (diamond / "dvc.yaml").write_text("stages:\n  x: [\n")
+    with pytest.raises(PlanFailed) as failed:
+        read_plan(diamond)
+    assert str(failed.value) == ("DVC could not read the pipeline: unable to read: 'dvc.yaml', "
+                                 "YAML file structure is corrupted")

@@ -41,7 +41,8 @@ def read_plan(repo: Path) -> Plan:
         with command:
             lines = command.stdout.read().splitlines()
         if command.returncode != 0 or not lines:
-            raise PlanFailed("\n".join(lines[-5:]) or f"reading the plan exited with {command.returncode}")
+            said = "; ".join(line.removeprefix("ERROR: ") for line in lines[-3:])
+            raise PlanFailed(f"DVC could not read the pipeline: {said or f'exit status {command.returncode}'}")
         fields = json.loads(lines[-1])
         return Plan(**dict(fields, frozen=frozenset(fields["frozen"])))
     return plan_here(repo)
@@ -50,7 +51,11 @@ def read_plan(repo: Path) -> Plan:
 def print_plan(args: list[str]) -> int:
     """The warm process's `plan` command: the plan of the repository at ARGS[0], as one line of
     JSON, last."""
-    plan = plan_here(Path(args[0]))
+    try:
+        plan = plan_here(Path(args[0]))
+    except Exception as exc:  # a broken dvc.yaml, say: DVC's own message, as its CLI prints it
+        print(f"ERROR: {exc}")
+        return 1
     print(json.dumps(dict(asdict(plan), frozen=sorted(plan.frozen))))
     return 0
 

@@ -3,10 +3,10 @@ command starts in milliseconds instead of a cold interpreter's half second of im
 
 Each child runs DVC's own command line (`dvc.cli.main`, the `dvc` console entry) in its own
 process, with its own `Repo`, so DVC decides, locks and records exactly as `dvc ARGS` would; only
-the import is shared. (One other command: Option C's plan, read with DVC's API, kit/dvc_graph.py.) The warm process is started once per flow process (`start`), forks from a
-single thread (it runs no other), and ends when the flow's process does. Its children are
-Popen-like (`WarmCommand`): a pid to stop their process tree by, their output as lines, their
-exit status as Popen gives it.
+the import is shared. (One other command: Option C's plan, read with DVC's API, kit/dvc_graph.py.)
+The warm process is started once per flow process (`start`), forks from a single thread (it runs
+no other), and ends when the flow's process does. Its children are Popen-like (`WarmCommand`): a
+pid to stop their process tree by, their output as lines, their exit status as Popen gives it.
 
     python -m kit.warm_dvc FD ROOT       (started by `start`, never by hand)
 
