@@ -33,19 +33,16 @@ def read_plan(repo: Path) -> Plan:
 
     Forked from the warm DVC, this costs the run 0.2 to 0.3 s; in this process, 0.8 s, most of
     it importing DVC."""
-    if process := warm_dvc.start(repo):
-        try:
-            command = process.run([str(repo)], repo, dict(os.environ), command="plan")
-        except OSError:
-            return plan_here(repo)  # the warm process is gone
-        with command:
-            lines = command.stdout.read().splitlines()
-        if command.returncode != 0 or not lines:
-            said = "; ".join(line.removeprefix("ERROR: ") for line in lines[-3:])
-            raise PlanFailed(f"DVC could not read the pipeline: {said or f'exit status {command.returncode}'}")
-        fields = json.loads(lines[-1])
-        return Plan(**dict(fields, frozen=frozenset(fields["frozen"])))
-    return plan_here(repo)
+    command = warm_dvc.run_warm(repo, [str(repo)], repo, dict(os.environ), command="plan")
+    if command is None:
+        return plan_here(repo)
+    with command:
+        lines = command.stdout.read().splitlines()
+    if command.returncode != 0 or not lines:
+        said = "; ".join(line.removeprefix("ERROR: ") for line in lines[-3:])
+        raise PlanFailed(f"DVC could not read the pipeline: {said or f'exit status {command.returncode}'}")
+    fields = json.loads(lines[-1])
+    return Plan(**dict(fields, frozen=frozenset(fields["frozen"])))
 
 
 def print_plan(args: list[str]) -> int:

@@ -43,11 +43,8 @@ def start_dvc(repo: Path, args: list[str], warm: bool) -> subprocess.Popen | war
     """`dvc ARGS` started in `repo`, its output and errors on one pipe: forked from the warm DVC
     process when `warm` and it runs, else in a new interpreter."""
     env = stage_env(repo)
-    if warm and (process := warm_dvc.start(repo)):
-        try:
-            return process.run(args, repo, env)
-        except OSError:
-            pass  # the warm process is gone: a new interpreter does the same
+    if warm and (command := warm_dvc.run_warm(repo, args, repo, env)):
+        return command
     return subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, bufsize=1)
 

@@ -104,6 +104,18 @@ def start(root: Path) -> WarmDvc | None:
         return _started
 
 
+def run_warm(root: Path, args: list[str], cwd: Path, env: dict[str, str], command: str = "dvc") -> WarmCommand | None:
+    """`WarmDvc.run` on this process's warm DVC (started for `root` if need be); None where there
+    is none to run it (no fork, or the warm process is gone): the caller does the same without it."""
+    process = start(root)
+    if process is None:
+        return None
+    try:
+        return process.run(args, cwd, env, command)
+    except OSError:
+        return None
+
+
 # --- the warm process ---------------------------------------------------------------------------
 
 
