@@ -138,7 +138,7 @@ def test_a_plot_declared_in_any_dvc_yaml_git_would_add_is_seen_without_dvc(tmp_p
     (tmp_path / "ignored").mkdir()
     (tmp_path / "ignored" / "dvc.yaml").write_text("plots:\n  - loss.csv\n")
     (tmp_path / ".gitignore").write_text("ignored/\n")
-    assert not plots.declares_plots(tmp_path)
+    assert not plots.declares_plots(plots.pipeline_files(tmp_path))
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "dvc.yaml").write_text("stages:\n  s:\n    cmd: 'true'\n    plots: [{loss.csv: {x: step}}]\n")
-    assert plots.declares_plots(tmp_path)  # not yet added to git: DVC reads it all the same
+    assert plots.declares_plots(plots.pipeline_files(tmp_path))  # not yet added to git: DVC reads it all the same

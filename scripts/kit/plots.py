@@ -30,18 +30,15 @@ CELL_WIDTH = 380  # pixels: two side by side fit the artifact page in a 1400-pix
 MAX_DRAWN_BYTES = 2_000_000
 
 
-def source_key(repo: Path) -> str:
+def source_key(repo: Path, files: dict[str, str]) -> str:
     """What the plots of `repo` are drawn from, as DVC's own state database sees a file: the text
-    of each dvc.yaml and dvc.lock git knows (and the root's), and the stat (size, mtime) of every
-    output dvc.lock records and of every file a top-level `plots:` entry names. A run that leaves
-    all of it as the previous run found it (a no-op) has the previous run's plots, so it need not
-    ask DVC (`dvc plots show`, 1.5 s) nor draw them again."""
+    of each of its pipeline files (`pipeline_files`), and the stat (size, mtime) of every output
+    dvc.lock records and of every file a `plots:` entry names. A run that leaves all of it as the
+    previous run found it (a no-op) has the previous run's plots, so it need not ask DVC (`dvc
+    plots show`, 1.5 s) nor draw them again."""
     seen: list[object] = [str(repo.resolve()), CELL_WIDTH]
-    for name in pipeline_files(repo):
+    for name, text in files.items():
         path = repo / name
-        if not path.is_file():
-            continue
-        text = path.read_text(errors="replace")
         seen.append([name, text])
         declared = _mapping(text)
         named = plot_files(declared) if path.name == "dvc.yaml" else [
@@ -54,20 +51,19 @@ def source_key(repo: Path) -> str:
     return hashlib.sha256(json.dumps(seen).encode()).hexdigest()[:16]
 
 
-def pipeline_files(repo: Path) -> list[str]:
-    """The dvc.yaml and dvc.lock files of `repo`: the root's, and each other one git knows or
-    would add."""
+def pipeline_files(repo: Path) -> dict[str, str]:
+    """The text of each dvc.yaml and dvc.lock of `repo` that exists, by its path in the repo: the
+    root's, and each other one git knows or would add. Read once per run, for all that follows."""
     listed = git(repo, "ls-files", "--cached", "--others", "--exclude-standard", "--",
                  "dvc.yaml", "dvc.lock", "*/dvc.yaml", "*/dvc.lock", check=False)
-    return sorted({"dvc.yaml", "dvc.lock", *(listed or "").splitlines()})
+    names = sorted({"dvc.yaml", "dvc.lock", *(listed or "").splitlines()})
+    return {name: (repo / name).read_text(errors="replace") for name in names if (repo / name).is_file()}
 
 
-def declares_plots(repo: Path) -> bool:
-    """Whether a dvc.yaml of `repo` declares a plot. Without one, DVC is not asked (`dvc plots
+def declares_plots(files: dict[str, str]) -> bool:
+    """Whether a dvc.yaml among `files` declares a plot. Without one, DVC is not asked (`dvc plots
     show` takes a second to answer that it has nothing)."""
-    return any(plot_files(_mapping(path.read_text(errors="replace")))
-               for path in (repo / name for name in pipeline_files(repo) if name.endswith("dvc.yaml"))
-               if path.is_file())
+    return any(plot_files(_mapping(text)) for name, text in files.items() if Path(name).name == "dvc.yaml")
 
 
 def plot_files(declared: dict) -> list[str]:
@@ -77,14 +73,10 @@ def plot_files(declared: dict) -> list[str]:
     return _strings(declared.get("plots")) + [f for stage in stages for f in _strings(stage.get("plots"))]
 
 
-def plot_data_bytes(repo: Path) -> int:
+def plot_data_bytes(repo: Path, files: dict[str, str]) -> int:
     """The size of the files the root dvc.yaml's plots read: what DVC would inline, row by row."""
-    try:
-        declared = _mapping((repo / "dvc.yaml").read_text(errors="replace"))
-    except OSError:
-        return 0
-    files = {repo / f for f in plot_files(declared)}
-    return sum(f.stat().st_size for f in files if f.is_file())
+    read = {repo / f for f in plot_files(_mapping(files.get("dvc.yaml", "")))}
+    return sum(f.stat().st_size for f in read if f.is_file())
 
 
 def _mapping(text: str) -> dict:

@@ -77,16 +77,17 @@ def pipeline_plots(repo: Path) -> int:
 
     Like the metrics, a plot it cannot draw is a warning, not a failure: the pipeline has finished."""
     logger = get_run_logger()
-    if not plots.declares_plots(repo):
+    files = plots.pipeline_files(repo)
+    if not plots.declares_plots(files):
         logger.info("No plots declared in dvc.yaml: no %s artifact", plots.ARTIFACT_KEY)
         return 0
     start = time.perf_counter()
-    source = plots.source_key(repo)
+    source = plots.source_key(repo, files)
     latest = Artifact.get(plots.ARTIFACT_KEY)  # read before publishing: it is the previous run's
     previous = plots.artifact_images(latest.data) if latest else {}
     if previous and plots.artifact_source(latest.data) == source:
         images = previous  # nothing the plots are drawn from changed since: no DVC, no drawing
-    elif (size := plots.plot_data_bytes(repo)) > plots.MAX_DRAWN_BYTES:
+    elif (size := plots.plot_data_bytes(repo, files)) > plots.MAX_DRAWN_BYTES:
         logger.info("Plots not drawn for this run: their data is %.1f MB, more than a run draws (%.1f MB); "
                     "`make plots` draws them", size / 1e6, plots.MAX_DRAWN_BYTES / 1e6)
         return 0
