@@ -1,5 +1,6 @@
 """Time the ways of running a pipeline side by side, in one run, from the same state, and report
-the orchestration tax (four measures of what Prefect adds) and where a no-op Option A run spends its time.
+the orchestration tax (four measures of what Prefect adds) and where a no-op Option A run and a
+cached Option B run spend their time.
 
     make bench [BENCH_RUNS=N]        (python benchmarks/bench.py [--runs N])
 
@@ -53,9 +54,16 @@ DIAMOND_SLEEP = 6
 CRITICAL_PATH_S = DIAMOND_SLEEP
 
 
-# What a no-op Option A run pays before its flow starts, each timed on its own.
-IMPORTS = ("import sys; sys.path[:0] = ['scripts', '.']; from kit import project; project.enter(); "
-           "import flow_dvc")
+# What a run pays before its flow starts, timed on its own: the imports, in the process itself
+# (its interpreter's teardown is the run's exit, counted there).
+IMPORTS = "import sys; sys.path[:0] = ['scripts', '.']; from kit import project; project.enter(); import {}"
+IMPORT_TIMER = "import time; t = time.perf_counter(); " + IMPORTS + "; print(time.perf_counter() - t)"
+
+# The runs broken down phase by phase: (name, make target, flow script, its state).
+BREAKDOWNS = [
+    ("a no-op Option A run", "run-dvc", "flow_dvc", "no-op"),
+    ("a cached Option B run", "run-stages", "flow_stages", "cached"),
+]
 
 
 def make(*args: str) -> list[str]:
@@ -78,10 +86,11 @@ class Cases:
             "make run-dvc, full": (make("run-dvc"), kit, new_params),
             "make run-dvc, no-op": (make("run-dvc"), kit, None),
             "python -c pass": ([PY, "-c", "pass"], kit, None),
-            "python: import flow_dvc (Prefect, the kit)": ([PY, "-c", IMPORTS], kit, None),
+            "python: import flow_dvc (Prefect, the kit)": ([PY, "-c", IMPORTS.format("flow_dvc")], kit, None),
             "flow_dvc.py, no-op (no make)": ([PY, "scripts/flow_dvc.py", "--no-show-metrics"], kit, None),
             "make run-stages, full": (make("run-stages"), kit, new_params),
             "make run-stages, cached": (make("run-stages"), kit, None),
+            "flow_stages.py, cached (no make)": ([PY, "scripts/flow_stages.py", "--no-show-metrics"], kit, None),
             "make run-dvc-stages, full": (make("run-dvc-stages"), kit, new_params),
             "make run-dvc-stages, no-op": (make("run-dvc-stages"), kit, None),
             "diamond: dvc repro -P, full": ([*dvc_repro, "--all-pipelines"], diamond, new_seed),
@@ -125,44 +134,67 @@ def stamp(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def noop_phases(kit: Kit) -> dict[str, float]:
-    """One no-op `make run-dvc`, split by the times Prefect's server recorded for its flow run and
-    task runs: before the flow run exists, its start, each task, the gaps, and after it ends."""
-    seconds, started, ended, output = run(make("run-dvc"), kit.path, kit.env)
+def recorded_task_runs(kit: Kit, run_id: str) -> list[dict]:
+    """A flow run's task runs once the server has recorded them all: it writes them from the
+    client's events, a moment after the client sent them."""
+    body, seen = {"flow_runs": {"id": {"any_": [run_id]}}}, None
+    for _ in range(50):
+        tasks = kit.api("POST", "/task_runs/filter", body)
+        final = [t["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") for t in tasks]
+        if all(final) and [t["id"] for t in tasks] == seen:
+            return tasks
+        seen = [t["id"] for t in tasks]
+        time.sleep(0.2)
+    sys.exit(f"flow run {run_id}: its task runs were not all recorded within 10 s")
+
+
+def run_phases(kit: Kit, target: str) -> tuple[dict[str, float], set[str]]:
+    """One `make TARGET` run, split by the times Prefect's server recorded for its flow run and task
+    runs: before the flow run exists, its start, each task and the gap before it, and after it
+    ends. A task that starts before the one before it ends runs beside it: its line is the time it
+    adds past that end, so the lines add up to the run's time. Also the tasks that ran beside."""
+    seconds, started, ended, output = run(make(target), kit.path, kit.env)
     run_id = next(line for line in output.splitlines() if "/runs/flow-run/" in line).rsplit("/", 1)[1].strip()
     flow_run = kit.api("GET", f"/flow_runs/{run_id}")
-    tasks = sorted(kit.api("POST", "/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}}),
-                   key=lambda t: t["start_time"])
+    tasks = recorded_task_runs(kit, run_id)
+    # A cached task run never runs (no start or end time): from Pending to Completed(Cached).
+    spans = sorted((stamp(t["start_time"] or t["expected_start_time"]), stamp(t["end_time"] or t["state"]["timestamp"]),
+                    t["name"].rsplit("-", 1)[0]) for t in tasks)
     phases = {"before the flow run is created": stamp(flow_run["created"]) - started,
               "flow run created -> Running": stamp(flow_run["start_time"]) - stamp(flow_run["created"])}
-    previous_end = stamp(flow_run["start_time"])
-    for t in tasks:
-        phases[f"gap before '{t['name'].rsplit('-', 1)[0]}'"] = stamp(t["start_time"]) - previous_end
-        phases[f"task '{t['name'].rsplit('-', 1)[0]}'"] = stamp(t["end_time"]) - stamp(t["start_time"])
-        previous_end = stamp(t["end_time"])
-    phases["last task -> flow run Completed"] = stamp(flow_run["end_time"]) - previous_end
+    path_end, beside = stamp(flow_run["start_time"]), set()
+    for start, end, name in spans:
+        if start < path_end:
+            beside.add(name)
+        phases[f"gap before '{name}'"] = max(0.0, start - path_end)
+        phases[f"task '{name}'"] = max(0.0, end - max(start, path_end))
+        path_end = max(path_end, end)
+    phases["last task -> flow run Completed"] = stamp(flow_run["end_time"]) - path_end
     phases["flow run Completed -> process exit"] = ended - stamp(flow_run["end_time"])
     phases["total"] = seconds
-    return phases
+    return phases, beside
 
 
-def noop_breakdown(kit: Kit, runs: int, medians: dict[str, float]) -> dict[str, float]:
-    """Where a no-op Option A run's time goes, in seconds: the medians of `runs` runs' phases, and
-    the part before the flow run split by the cases timed on their own (make and what it runs
-    first: `make run-dvc` less the script run alone; the interpreter; the imports); what is left
-    of it is the connection probe, the client and the flow run's creation. The dvc repro task
-    holds a bare `dvc repro` no-op."""
-    samples = [noop_phases(kit) for _ in range(runs)]
-    phases = {name: statistics.median(s[name] for s in samples) for name in samples[0]}
+def breakdown(kit: Kit, runs: int, target: str, script: str, state: str,
+              medians: dict[str, float]) -> tuple[dict[str, float], set[str]]:
+    """Where a `make TARGET` run's time goes, in seconds: the medians of `runs` runs' phases, and
+    the part before the flow run split by what is timed on its own: make (`make TARGET` less the
+    script run alone), the interpreter's start, the imports (in their own process, without its
+    teardown); what is left of it is the connection probe, the client and the flow run's creation."""
+    run(make(target), kit.path, kit.env)  # from whatever the cases left to the state named
+    samples = [run_phases(kit, target) for _ in range(runs)]
+    names = dict.fromkeys(name for phases, _ in samples for name in phases)
+    phases = {name: statistics.median(p.get(name, 0.0) for p, _ in samples) for name in names}
+    imports = statistics.median(float(run([PY, "-c", IMPORT_TIMER.format(script)], kit.path, kit.env)[3])
+                                for _ in range(runs))
     before = phases.pop("before the flow run is created")
-    make_data = medians["make run-dvc, no-op"] - medians["flow_dvc.py, no-op (no make)"]
+    make_part = medians[f"make {target}, {state}"] - medians[f"{script}.py, {state} (no make)"]
     python = medians["python -c pass"]
-    imports = medians["python: import flow_dvc (Prefect, the kit)"] - python
-    split = {"make, and what it runs before the flow script": make_data, "interpreter start": python,
-             "imports (Prefect, the kit, flow_dvc)": imports,
-             "probe, client, flow run creation (the rest before the flow)": before - make_data - python - imports}
+    split = {"make, and what it runs before the flow script": make_part, "interpreter start": python,
+             f"imports (Prefect, the kit, {script})": imports,
+             "probe, client, flow run creation (the rest before the flow)": before - make_part - python - imports}
     split.update(phases)
-    return {name: round(value, 3) for name, value in split.items()}
+    return {name: round(value, 3) for name, value in split.items()}, set().union(*(b for _, b in samples))
 
 
 def fresh_clone(kit: Kit, tmp: Path) -> dict[str, float]:
@@ -205,8 +237,10 @@ def main() -> int:
                     times[name].append(timed(cmd, cwd, env))
                     print(f"  run {i + 1}/{runs}  {name:<44} {times[name][-1]:6.2f} s", file=sys.stderr, flush=True)
             medians = {name: statistics.median(values) for name, values in times.items()}
-            print("  a no-op Option A run, phase by phase", file=sys.stderr, flush=True)
-            breakdown = noop_breakdown(kit, runs, medians)
+            breakdowns = {}
+            for title, target, script, state in BREAKDOWNS:
+                print(f"  {title}, phase by phase", file=sys.stderr, flush=True)
+                breakdowns[title] = breakdown(kit, runs, target, script, state, medians)
         finally:
             kit.stop_server()
         print("  a fresh clone's first run, no server", file=sys.stderr, flush=True)
@@ -225,7 +259,7 @@ def main() -> int:
         "orchestration tax": {name: {"ratio": round(medians[a] / medians[b], 2), "of_s": [round(medians[a], 2),
                                      round(medians[b], 2)], "goal": goal} for name, a, b, goal in TAX},
         "fresh clone to first metrics, no server": dict(clone, goal_s=FRESH_CLONE_GOAL_S),
-        "no-op Option A, where the time goes (s)": breakdown,
+        "where the time goes (s)": {title: phases for title, (phases, _) in breakdowns.items()},
     }
     print(f"Medians of {runs} runs; the benchmark's own Prefect server, on SQLite; {report['cpus']} CPUs, load "
           f"average {report['load_average_at_start']} at the start, {report['load_average_at_end']} at the end")
@@ -243,9 +277,12 @@ def main() -> int:
     steps = ", ".join(f"{k} {v:.1f} s" for k, v in clone.items() if k != "total")
     print(f"  {'fresh clone to first metrics, no server':<40} {clone['total']:5.1f} s  ({steps}; "
           f"goal <= {FRESH_CLONE_GOAL_S} s)")
-    print("A no-op Option A run (make run-dvc), where the time goes (medians):")
-    for name, value in breakdown.items():
-        print(f"  {name:<60} {value:6.2f} s")
+    for (title, target, _, _), (phases, beside) in zip(BREAKDOWNS, breakdowns.values()):
+        print(f"{title[0].upper()}{title[1:]} (make {target}), where the time goes (medians):")
+        for name, value in phases.items():
+            print(f"  {name:<60} {value:6.2f} s")
+        for name in sorted(beside):
+            print(f"  ('{name}' runs beside the task before it: its line is the time it adds past that one's end)")
     out = ROOT / "reports" / "bench.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"Written to {out.relative_to(ROOT)}")
