@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
-import time
 
 from kit import project
 
@@ -23,7 +21,7 @@ project.enter()  # first: Prefect reads prefect.toml from the project root when 
 
 from prefect.settings import get_current_settings  # noqa: E402
 
-from kit.connection import server_answers, server_api_url  # noqa: E402
+from kit.connection import server_answers, server_api_url, spawn_server, wait_for_server  # noqa: E402
 from kit.processes import stop_group  # noqa: E402
 from kit.server_files import database, home, log_file, our_server_pid, pid_file, versions  # noqa: E402
 
@@ -63,20 +61,11 @@ def start() -> int:
     # which Prefect derives from PREFECT_API_URL: a client setting, unset in the server's process.
     env = {"PREFECT_UI_URL": ui_url(), **os.environ}
     with open(log_file(), "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start"], env=env,
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,  # it outlives this command, and Ctrl-C in this shell
-        )
+        proc = spawn_server(env, log)  # in its own session: it outlives this command
     pid_file().write_text(f"{proc.pid}\n")
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server_answers(server_api_url(), timeout=1):
-            print(f"Prefect server running (pid {proc.pid}): {ui_url()}  (log: {log_file()})")
-            return 0
-        if proc.poll() is not None:
-            break
-        time.sleep(0.5)
+    if wait_for_server(proc, server_api_url(), START_TIMEOUT):
+        print(f"Prefect server running (pid {proc.pid}): {ui_url()}  (log: {log_file()})")
+        return 0
     # No half-started state: stop what we started and say why.
     stop_group(proc.pid)
     pid_file().unlink(missing_ok=True)

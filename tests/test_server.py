@@ -169,6 +169,8 @@ def test_after_kill_9_runs_go_on_without_a_server_and_the_next_start_recovers_an
     assert run.splitlines()[0] == notice and run.count("No Prefect server") == 1
     name = flow_run_name(run)
     assert f"Flow run '{name}' - Finished in state Completed()" in run
+    # The temporary server stopped with the run; its link points where `make prefect-start` serves.
+    assert servers_in(kit.repo.path) == [] and view_at(run)[0] == kit.port
 
     start = kit.server("start")
     assert start.returncode == 0, start.stdout
@@ -181,6 +183,18 @@ def test_after_kill_9_runs_go_on_without_a_server_and_the_next_start_recovers_an
     assert status == 200 and [r["state_type"] for r in runs] == ["COMPLETED"]
     assert_quiet(run)
     assert_quiet((kit.home / "server.log").read_text())
+
+
+def test_a_temporary_server_that_cannot_start_is_one_line_naming_why(built_kit):
+    kit = built_kit
+    before = kit.repo.read("dvc.lock")
+    bad = kit.repo.py("scripts/flow_dvc.py", check=False,
+                      env=dict(kit.repo.env, PREFECT_SERVER_DATABASE_CONNECTION_URL="sqlite+aiosqlite:////no/such/dir/x.db"))
+    assert bad.returncode == 1
+    assert bad.stdout.splitlines()[-1] == (
+        "error: Prefect's temporary server stopped while starting: sqlalchemy.exc.OperationalError: "
+        f"(sqlite3.OperationalError) unable to open database file (its log: {kit.home}/temporary-server.log)")
+    assert servers_in(kit.repo.path) == [] and kit.repo.read("dvc.lock") == before
 
 
 def test_client_and_server_agree_on_the_port_and_the_run_is_on_the_server(built_repo, prefect_server):

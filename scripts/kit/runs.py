@@ -83,8 +83,9 @@ def run_flow(pipeline_flow: Flow, /, *, server_needed_by: str | None = None, **p
     sends the heartbeats that the crash automation watches.
 
     SIGTERM and SIGHUP (the terminal closed) stop the run as Ctrl-C does: Prefect marks it
-    Crashed, its tasks stop their child processes, and Prefect's exit handlers stop a temporary
-    server it started. By default SIGTERM would kill the process at once and leave all of them.
+    Crashed, its tasks stop their child processes, and the exit handlers send the run's last
+    logs and events, then stop a temporary server (kit/connection.py). By default SIGTERM would
+    kill the process at once and leave all of them.
     """
     # Ctrl-C too: asyncio.run would otherwise only cancel the flow at its next `await`, and the
     # kit's flow bodies wait on tasks without awaiting.
