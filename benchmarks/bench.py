@@ -59,10 +59,10 @@ CRITICAL_PATH_S = DIAMOND_SLEEP
 IMPORTS = "import sys; sys.path[:0] = ['scripts', '.']; from kit import project; project.enter(); import {}"
 IMPORT_TIMER = "import time; t = time.perf_counter(); " + IMPORTS + "; print(time.perf_counter() - t)"
 
-# The runs broken down phase by phase: (name, make target, flow script, its state).
+# The runs broken down phase by phase: (name, make target, flow script).
 BREAKDOWNS = [
-    ("a no-op Option A run", "run-dvc", "flow_dvc", "no-op"),
-    ("a cached Option B run", "run-stages", "flow_stages", "cached"),
+    ("a no-op Option A run", "run-dvc", "flow_dvc"),
+    ("a cached Option B run", "run-stages", "flow_stages"),
 ]
 
 
@@ -90,7 +90,6 @@ class Cases:
             "flow_dvc.py, no-op (no make)": ([PY, "scripts/flow_dvc.py", "--no-show-metrics"], kit, None),
             "make run-stages, full": (make("run-stages"), kit, new_params),
             "make run-stages, cached": (make("run-stages"), kit, None),
-            "flow_stages.py, cached (no make)": ([PY, "scripts/flow_stages.py", "--no-show-metrics"], kit, None),
             "make run-dvc-stages, full": (make("run-dvc-stages"), kit, new_params),
             "make run-dvc-stages, no-op": (make("run-dvc-stages"), kit, None),
             "diamond: dvc repro -P, full": ([*dvc_repro, "--all-pipelines"], diamond, new_seed),
@@ -175,11 +174,11 @@ def run_phases(kit: Kit, target: str) -> tuple[dict[str, float], set[str]]:
     return phases, beside
 
 
-def breakdown(kit: Kit, runs: int, target: str, script: str, state: str,
+def breakdown(kit: Kit, runs: int, target: str, script: str,
               medians: dict[str, float]) -> tuple[dict[str, float], set[str]]:
     """Where a `make TARGET` run's time goes, in seconds: the medians of `runs` runs' phases, and
-    the part before the flow run split by what is timed on its own: make (`make TARGET` less the
-    script run alone), the interpreter's start, the imports (in their own process, without its
+    the part before the flow run split by what is timed on its own: make (`make TARGET` with `true`
+    for the interpreter), the interpreter's start, the imports (in their own process, without its
     teardown); what is left of it is the connection probe, the client and the flow run's creation."""
     run(make(target), kit.path, kit.env)  # from whatever the cases left to the state named
     samples = [run_phases(kit, target) for _ in range(runs)]
@@ -188,7 +187,7 @@ def breakdown(kit: Kit, runs: int, target: str, script: str, state: str,
     imports = statistics.median(float(run([PY, "-c", IMPORT_TIMER.format(script)], kit.path, kit.env)[3])
                                 for _ in range(runs))
     before = phases.pop("before the flow run is created")
-    make_part = medians[f"make {target}, {state}"] - medians[f"{script}.py, {state} (no make)"]
+    make_part = statistics.median(timed([*make(target), "PY=true"], kit.path, kit.env) for _ in range(runs))
     python = medians["python -c pass"]
     split = {"make, and what it runs before the flow script": make_part, "interpreter start": python,
              f"imports (Prefect, the kit, {script})": imports,
@@ -238,9 +237,9 @@ def main() -> int:
                     print(f"  run {i + 1}/{runs}  {name:<44} {times[name][-1]:6.2f} s", file=sys.stderr, flush=True)
             medians = {name: statistics.median(values) for name, values in times.items()}
             breakdowns = {}
-            for title, target, script, state in BREAKDOWNS:
+            for title, target, script in BREAKDOWNS:
                 print(f"  {title}, phase by phase", file=sys.stderr, flush=True)
-                breakdowns[title] = breakdown(kit, runs, target, script, state, medians)
+                breakdowns[title] = breakdown(kit, runs, target, script, medians)
         finally:
             kit.stop_server()
         print("  a fresh clone's first run, no server", file=sys.stderr, flush=True)
@@ -277,7 +276,7 @@ def main() -> int:
     steps = ", ".join(f"{k} {v:.1f} s" for k, v in clone.items() if k != "total")
     print(f"  {'fresh clone to first metrics, no server':<40} {clone['total']:5.1f} s  ({steps}; "
           f"goal <= {FRESH_CLONE_GOAL_S} s)")
-    for (title, target, _, _), (phases, beside) in zip(BREAKDOWNS, breakdowns.values()):
+    for (title, target, _), (phases, beside) in zip(BREAKDOWNS, breakdowns.values()):
         print(f"{title[0].upper()}{title[1:]} (make {target}), where the time goes (medians):")
         for name, value in phases.items():
             print(f"  {name:<60} {value:6.2f} s")
