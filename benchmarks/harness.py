@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -39,7 +40,20 @@ class Run:
         self.process_peaks: dict[int, tuple[str, float]] = {}  # pid -> (command line, peak MB)
         watcher = threading.Thread(target=self._watch, args=(proc.pid,), daemon=True)
         watcher.start()
-        self.output = proc.communicate()[0]
+        try:
+            self.output = proc.communicate()[0]
+        except BaseException:  # the benchmark stopped: stop the command and what it started
+            try:
+                family = [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]
+            except psutil.NoSuchProcess:
+                family = []
+            for process in family:
+                try:
+                    process.terminate()
+                except psutil.NoSuchProcess:
+                    pass
+            psutil.wait_procs(family, timeout=10)
+            raise
         self.seconds = time.perf_counter() - start
         self.ended = time.time()
         self.returncode = proc.returncode
@@ -97,6 +111,9 @@ class Kit:
         return self.run(PY, "-m", "dvc", *args).output
 
     def start_server(self) -> None:
+        # The server runs in its own session: only the benchmark's `finally` stops it, and SIGTERM
+        # would skip that (it leaked a server when a benchmark was stopped).
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         self.run(PY, "scripts/server.py", "start")
 
     def stop_server(self) -> None:
