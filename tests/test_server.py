@@ -182,6 +182,7 @@ def test_after_kill_9_runs_go_on_without_a_server_and_the_next_start_recovers_an
     status, runs = api(kit.port, "POST", "/flow_runs/filter", {"flow_runs": {"name": {"any_": [name]}}})
     assert status == 200 and [r["state_type"] for r in runs] == ["COMPLETED"]
     assert_quiet(run)
+    assert_quiet((kit.home / "temporary-server.log").read_text())
     assert_quiet((kit.home / "server.log").read_text())
 
 
