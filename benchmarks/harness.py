@@ -19,6 +19,9 @@ import psutil
 
 from kit_copy import ROOT
 
+sys.path.insert(0, str(ROOT / "scripts"))
+from kit.processes import terminate_tree  # noqa: E402
+
 PY = str(ROOT / ".venv" / "bin" / "python")
 
 
@@ -43,16 +46,8 @@ class Run:
         try:
             self.output = proc.communicate()[0]
         except BaseException:  # the benchmark stopped: stop the command and what it started
-            try:
-                family = [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]
-            except psutil.NoSuchProcess:
-                family = []
-            for process in family:
-                try:
-                    process.terminate()
-                except psutil.NoSuchProcess:
-                    pass
-            psutil.wait_procs(family, timeout=10)
+            terminate_tree(proc.pid)
+            proc.wait(timeout=10)
             raise
         self.seconds = time.perf_counter() - start
         self.ended = time.time()
